@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.cytolens-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint format bench clean
+
+# torch first, from the CPU wheel (any other spec pulls gigabytes of CUDA), then the package.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/cytolens demo --out demo-out
+
+test: install
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/pytest -n 2 src tests $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+
+format: install
+	$(VENV)/bin/ruff format src tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
+
+# Benchmarks against peers; each writes benchmarks/results/<name>.json and .md
+bench: install
+	@set -e; for script in benchmarks/*.py; do \
+		[ "$$(basename $$script)" = harness.py ] && continue; \
+		echo "== $$script"; $(PY) $$script; \
+	done
+
+clean:
+	rm -rf demo-out .pytest_cache .ruff_cache .hypothesis

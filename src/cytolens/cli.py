@@ -1,0 +1,147 @@
+"""The ``cytolens`` command line: one typer app, ``cytolens <capability> <verb>``.
+
+Commands only parse arguments, read files, call the Python API and write
+results. Errors raised on purpose (:class:`~cytolens.core.errors.CytolensError`)
+are printed as one line, with a non-zero exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cytolens import __version__
+from cytolens.core.errors import CytolensError, InputError, MissingFileError
+
+app = typer.Typer(
+    name="cytolens",
+    help="Deep-learning methods of modern light microscopy, for the people who run microscopes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+#: Exit code for bad input or a failed operation (typer/click use 2 for usage errors too).
+EXIT_ERROR = 2
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"cytolens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+def _register_subapps() -> None:
+    """Mount each capability's sub-app (``cytolens restore ...``) when it is installed."""
+    import importlib
+
+    for name, help_text in (
+        ("restore", "Restore images: deconvolution."),
+        ("focus", "Rate focus quality and find the best plane."),
+        ("segment", "Segment nuclei and cells; measure them."),
+        ("track", "Track cells over time."),
+    ):
+        try:
+            module = importlib.import_module(f"cytolens.{name}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith(f"cytolens.{name}"):
+                continue
+            raise
+        app.add_typer(module.app, name=name, help=help_text)
+
+
+def _info_row(path: Path) -> dict[str, Any]:
+    from cytolens import io
+
+    if path.is_dir() and not path.name.endswith((".zarr", ".ome.zarr")):
+        seq = io.read_ctc(path)
+        summary = io.describe(seq.frames)
+        summary["format"] = "Cell Tracking Challenge sequence"
+        summary["tracks"] = None if seq.tracks is None else len(seq.tracks)
+        return summary
+    return io.describe(io.imread(path))
+
+
+@app.command()
+def info(
+    files: Annotated[list[Path], typer.Argument(help="Image files or folders (CTC, OME-Zarr).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show shape, axes, dtype, pixel size, intensity range and chunks of images."""
+    rows = []
+    for path in files:
+        if not path.exists():
+            raise MissingFileError(f"{path}: no such file or folder")
+        rows.append(_info_row(path))
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    for row in rows:
+        table = Table(title=str(row.get("path")), show_header=False, title_justify="left")
+        for key, value in row.items():
+            if key != "path" and value is not None:
+                table.add_row(key, _fmt(value))
+        console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_fmt(v) for v in value) + ")"
+    return str(value)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-out"),
+) -> None:
+    """Run every capability on the bundled sample images and write an HTML report."""
+    from cytolens.demo import run_demo
+
+    report = run_demo(out, console=console)
+    console.print(f"[bold green]report written:[/] {report.resolve()}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``cytolens`` command."""
+    from pydantic import ValidationError
+
+    try:
+        app(args=argv, prog_name="cytolens")
+    except (CytolensError, ValidationError) as exc:
+        msg = str(exc).strip().replace("\n", "; ")
+        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_ERROR)
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+_register_subapps()
+
+__all__ = ["EXIT_ERROR", "InputError", "app", "main"]
