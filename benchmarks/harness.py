@@ -183,7 +183,9 @@ class Benchmark:
         from cytolens.report import save_figure
 
         path = save_figure(fig, RESULTS / f"{self.name}_{name}.png")
-        self._sections.append(f"![{caption or name}]({path.name})" + (f"\n\n{caption}" if caption else ""))
+        self._sections.append(
+            f"![{caption or name}]({path.name})" + (f"\n\n{caption}" if caption else "")
+        )
         return path
 
     def write(self) -> tuple[Path, Path]:

@@ -29,36 +29,63 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
 
     # 1. Hoechst nuclei field, BBBC006 (CC0): copied as is.
-    shutil.copyfile(SHARED / "focus/bbbc006_subset/BBBC006_z_aligned__a01__s1__w1_10.png",
-                OUT / "nuclei_bbbc006.png")
+    shutil.copyfile(
+        SHARED / "focus/bbbc006_subset/BBBC006_z_aligned__a01__s1__w1_10.png",
+        OUT / "nuclei_bbbc006.png",
+    )
 
     # 2. Widefield bead stack and its measured PSF, flowdec (Apache-2.0).
     for name, target in (("data", "bead.tif"), ("kernel", "bead_psf.tif")):
         vol = tifffile.imread(SHARED / f"deconvolution/flowdec/bead-25pct/{name}.tif")
-        tifffile.imwrite(OUT / target, vol.astype(np.float32), compression="zlib",
-                         metadata={"axes": "ZYX"}, imagej=False)
+        tifffile.imwrite(
+            OUT / target,
+            vol.astype(np.float32),
+            compression="zlib",
+            metadata={"axes": "ZYX"},
+            imagej=False,
+        )
 
     # 3. A short tracking sequence: a window of Fluo-N2DH-SIM+ 01 with its TRA markers.
     seq = SHARED / "tracking/ctc/Fluo-N2DH-SIM+"
-    frames = np.stack([tifffile.imread(seq / f"01/t{t:03d}.tif")[TRACK_WINDOW]
-                       for t in range(TRACK_FRAMES)])
-    masks = np.stack([tifffile.imread(seq / f"01_GT/TRA/man_track{t:03d}.tif")[TRACK_WINDOW]
-                      for t in range(TRACK_FRAMES)])
+    frames = np.stack(
+        [tifffile.imread(seq / f"01/t{t:03d}.tif")[TRACK_WINDOW] for t in range(TRACK_FRAMES)]
+    )
+    masks = np.stack(
+        [
+            tifffile.imread(seq / f"01_GT/TRA/man_track{t:03d}.tif")[TRACK_WINDOW]
+            for t in range(TRACK_FRAMES)
+        ]
+    )
     res = (1 / SIM_PIXEL_UM, 1 / SIM_PIXEL_UM)
-    tifffile.imwrite(OUT / "tracking_sim.tif", frames, compression="zlib", imagej=True,
-                     resolution=res, metadata={"axes": "TYX", "unit": "um"})
-    tifffile.imwrite(OUT / "tracking_sim_tra.tif", masks.astype(np.uint16), compression="zlib",
-                     imagej=True, resolution=res, metadata={"axes": "TYX", "unit": "um"})
+    tifffile.imwrite(
+        OUT / "tracking_sim.tif",
+        frames,
+        compression="zlib",
+        imagej=True,
+        resolution=res,
+        metadata={"axes": "TYX", "unit": "um"},
+    )
+    tifffile.imwrite(
+        OUT / "tracking_sim_tra.tif",
+        masks.astype(np.uint16),
+        compression="zlib",
+        imagej=True,
+        resolution=res,
+        metadata={"axes": "TYX", "unit": "um"},
+    )
     # tracks of the window: lifetime from the markers present, parent kept when it is present too
     parents = {}
     for line in (seq / "01_GT/TRA/man_track.txt").read_text().split("\n"):
         if line.strip():
             label, _b, _e, parent = map(int, line.split())
             parents[label] = parent
-    present = {int(lab): np.flatnonzero((masks == lab).any(axis=(1, 2)))
-               for lab in np.unique(masks) if lab}
-    lines = [f"{lab} {t[0]} {t[-1]} {parents[lab] if parents[lab] in present else 0}"
-             for lab, t in sorted(present.items())]
+    present = {
+        int(lab): np.flatnonzero((masks == lab).any(axis=(1, 2))) for lab in np.unique(masks) if lab
+    }
+    lines = [
+        f"{lab} {t[0]} {t[-1]} {parents[lab] if parents[lab] in present else 0}"
+        for lab, t in sorted(present.items())
+    ]
     (OUT / "tracking_sim_man_track.txt").write_text("\n".join(lines) + "\n")
 
     total = sum(p.stat().st_size for p in OUT.iterdir())

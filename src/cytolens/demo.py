@@ -72,9 +72,7 @@ def _tiling(report: Report, out: Path) -> None:
 
     img = data.nuclei().data.astype(np.float32)
     whole = ndimage.gaussian_filter(img, 2.0)
-    tiled = apply_tiled(
-        lambda t: ndimage.gaussian_filter(t, 2.0), img, tile_shape=128, overlap=9
-    )
+    tiled = apply_tiled(lambda t: ndimage.gaussian_filter(t, 2.0), img, tile_shape=128, overlap=9)
     report.heading("Tiling engine")
     report.text(
         "Gaussian filter (sigma 2) of the nuclei field in 128x128 tiles with a 9-pixel halo: "

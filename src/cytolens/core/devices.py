@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 from cytolens.core.errors import InputError
@@ -46,7 +46,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return _resolve(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _resolve(name: str) -> torch.device:
     import torch
 

@@ -31,7 +31,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # keep the suffixes so writers that look at them (".ome.tif") still work
-    tmp = path.with_name(f".{path.stem.split('.')[0]}.{uuid.uuid4().hex[:8]}.tmp{''.join(path.suffixes)}")
+    tmp = path.with_name(
+        f".{path.stem.split('.')[0]}.{uuid.uuid4().hex[:8]}.tmp{''.join(path.suffixes)}"
+    )
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():

@@ -83,7 +83,7 @@ def tracking() -> Image:
 
 
 def tracking_ground_truth() -> tuple[Image, pd.DataFrame]:
-    """Ground-truth TRA markers (TYX labels) and tracks (label, begin, end, parent) of :func:`tracking`.
+    """Ground-truth TRA markers (TYX labels) and tracks (label, begin, end, parent).
 
     Examples
     --------

@@ -69,8 +69,7 @@ class Report:
 
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
         body = "".join(
-            "<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in cols) + "</tr>"
-            for r in rows
+            "<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows
         )
         self._parts.append(f"<table><tr>{head}</tr>{body}</table>")
 

@@ -1,0 +1,139 @@
+"""Shipped models: weights inside the package, each with a model card.
+
+Layout: ``models/weights/<name>/card.yaml`` and ``weights.pt`` (a torch state
+dict). The card records the task, architecture, training data and licence,
+normalization, input axes, held-out metrics and the sha256 of the weights,
+which is checked on every load. Nothing is ever downloaded.
+
+Examples
+--------
+>>> import tempfile, torch
+>>> root = Path(tempfile.mkdtemp())
+>>> card = ModelCard(name="toy-v1", version="1.0.0", task="demo", architecture="Linear(2, 1)",
+...                  input_axes="YX", training_data=["none"], training_command="-")
+>>> _ = save_model(torch.nn.Linear(2, 1).state_dict(), card, root=root)
+>>> sorted(load_state_dict("toy-v1", root=root))
+['bias', 'weight']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from cytolens.core.errors import ModelError
+from cytolens.core.files import atomic_path
+
+__all__ = [
+    "ModelCard",
+    "list_models",
+    "load_card",
+    "load_state_dict",
+    "model_dir",
+    "save_model",
+    "sha256",
+]
+
+WEIGHTS_FILE = "weights.pt"
+CARD_FILE = "card.yaml"
+
+
+class ModelCard(BaseModel):
+    """What a shipped model is, what it was trained on, and how well it does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: str
+    task: str
+    architecture: str
+    input_axes: str
+    training_data: list[str]
+    training_command: str
+    licence: str = "BSD-3-Clause (weights); see training_data for the data terms"
+    normalization: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    sha256: str = ""
+    torch_version: str = ""
+    description: str = ""
+
+
+def _root(root: str | os.PathLike[str] | None) -> Path:
+    return Path(root) if root is not None else Path(str(files("cytolens.models") / "weights"))
+
+
+def sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def list_models(*, root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the models shipped in the package (or in ``root``)."""
+    base = _root(root)
+    return (
+        sorted(p.name for p in base.iterdir() if (p / CARD_FILE).is_file()) if base.is_dir() else []
+    )
+
+
+def model_dir(name: str, *, root: str | os.PathLike[str] | None = None) -> Path:
+    """Folder of a shipped model; :class:`ModelError` naming the known ones if absent."""
+    folder = _root(root) / name
+    if not (folder / CARD_FILE).is_file():
+        known = ", ".join(list_models(root=root)) or "none"
+        raise ModelError(f"unknown model {name!r}; shipped models: {known}")
+    return folder
+
+
+def load_card(name: str, *, root: str | os.PathLike[str] | None = None) -> ModelCard:
+    """Read a model's card."""
+    path = model_dir(name, root=root) / CARD_FILE
+    return ModelCard.model_validate(yaml.safe_load(path.read_text()))
+
+
+def load_state_dict(name: str, *, root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Load a model's weights on the CPU after checking their sha256 against the card."""
+    import torch
+
+    folder = model_dir(name, root=root)
+    card = load_card(name, root=root)
+    weights = folder / WEIGHTS_FILE
+    actual = sha256(weights)
+    if actual != card.sha256:
+        raise ModelError(
+            f"{weights}: sha256 {actual[:12]}... does not match the model card "
+            f"({card.sha256[:12]}...); the file is damaged or was replaced"
+        )
+    return torch.load(weights, map_location="cpu", weights_only=True)
+
+
+def save_model(
+    state_dict: dict[str, Any],
+    card: ModelCard,
+    *,
+    root: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write ``weights.pt`` and ``card.yaml`` (with sha256 and torch version) atomically."""
+    import torch
+
+    folder = _root(root) / card.name
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS_FILE
+    with atomic_path(weights) as tmp:
+        torch.save(state_dict, tmp)
+    card = card.model_copy(
+        update={"sha256": sha256(weights), "torch_version": str(torch.__version__)}
+    )
+    with atomic_path(folder / CARD_FILE) as tmp:
+        tmp.write_text(yaml.safe_dump(card.model_dump(mode="json"), sort_keys=False))
+    return folder
