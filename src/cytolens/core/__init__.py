@@ -10,6 +10,7 @@ from cytolens.core.errors import (
     ModelError,
 )
 from cytolens.core.image import Image
+from cytolens.core.tiling import Tile, apply_tiled, iter_tiles, tile_shape_for_budget
 
 __all__ = [
     "AxesError",
@@ -19,6 +20,10 @@ __all__ = [
     "InputError",
     "MissingFileError",
     "ModelError",
+    "Tile",
+    "apply_tiled",
     "check_axes",
     "guess_axes",
+    "iter_tiles",
+    "tile_shape_for_budget",
 ]
