@@ -48,10 +48,12 @@ def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    if not verbose:  # the error we raise says it in one line; the reader's own log would repeat it
+        logging.getLogger("tifffile").setLevel(logging.ERROR)
 
 
 def _register_subapps() -> None:
-    """Mount each capability's sub-app (``cytolens restore ...``) when it is installed."""
+    """Mount each capability's commands (``cytolens restore ...``) when the capability exists."""
     import importlib
 
     for name, help_text in (
@@ -66,7 +68,10 @@ def _register_subapps() -> None:
             if exc.name and exc.name.startswith(f"cytolens.{name}"):
                 continue
             raise
-        app.add_typer(module.app, name=name, help=help_text)
+        if hasattr(module, "app"):  # a capability with verbs: `cytolens focus rate`
+            app.add_typer(module.app, name=name, help=help_text)
+        else:  # a single command: `cytolens track MOVIE`
+            app.command(name, help=help_text)(module.command)
 
 
 def _info_row(path: Path) -> dict[str, Any]:
