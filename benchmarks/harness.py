@@ -39,13 +39,20 @@ _PACKAGES = ("cytolens", "numpy", "scipy", "scikit-image", "torch", "dask", "tif
 
 @dataclass
 class Timing:
-    """Wall times of repeated calls and the peak resident memory they added."""
+    """Wall times of repeated calls and the memory they need.
+
+    ``peak_mb`` is the resident memory added during the timed calls (sampled
+    every 5 ms; pages already touched by the warm-up do not count again).
+    ``alloc_mb`` is the peak of NumPy/Python heap allocations during one extra
+    call traced with :mod:`tracemalloc` (torch's own allocator is not seen).
+    """
 
     median_s: float
     min_s: float
     max_s: float
     repeat: int
     peak_mb: float
+    alloc_mb: float | None = None
     result: Any = None
 
     def as_dict(self) -> dict[str, float]:
@@ -55,6 +62,7 @@ class Timing:
             "max_s": round(self.max_s, 6),
             "repeat": self.repeat,
             "peak_mb": round(self.peak_mb, 1),
+            "alloc_mb": None if self.alloc_mb is None else round(self.alloc_mb, 1),
         }
 
 
@@ -132,9 +140,14 @@ class Benchmark:
         *args: Any,
         repeat: int = 3,
         warmup: int = 1,
+        trace_memory: bool = False,
         **kwargs: Any,
     ) -> Timing:
-        """Call ``fn(*args, **kwargs)`` ``warmup`` times untimed, then ``repeat`` times timed."""
+        """Call ``fn(*args, **kwargs)`` ``warmup`` times untimed, then ``repeat`` times timed.
+
+        With ``trace_memory=True``, one more call runs under :mod:`tracemalloc`
+        to measure its peak heap allocation (``Timing.alloc_mb``).
+        """
         result = None
         for _ in range(warmup):
             result = fn(*args, **kwargs)
@@ -146,12 +159,22 @@ class Benchmark:
                 result = fn(*args, **kwargs)
                 times.append(time.perf_counter() - t0)
         times.sort()
+        alloc_mb = None
+        if trace_memory:
+            import tracemalloc
+
+            gc.collect()
+            tracemalloc.start()
+            fn(*args, **kwargs)
+            alloc_mb = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
         return Timing(
             median_s=times[len(times) // 2],
             min_s=times[0],
             max_s=times[-1],
             repeat=repeat,
             peak_mb=mem.added_mb,
+            alloc_mb=alloc_mb,
             result=result,
         )
 
