@@ -220,7 +220,7 @@ class Benchmark:
             "benchmark": self.name,
             "description": self.description,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            "command": "python " + " ".join([_script_path(), *sys.argv[1:]]),
             "total_s": round(time.perf_counter() - self._started, 1),
             "machine": machine_info(),
         }
@@ -243,6 +243,15 @@ class Benchmark:
         with atomic_path(md_path) as tmp:
             tmp.write_text("\n".join(header) + "\n\n" + "\n\n".join(self._sections) + "\n")
         return json_path, md_path
+
+
+def _script_path() -> str:
+    """The running script relative to the repository root, e.g. ``benchmarks/focus.py``."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        return script.relative_to(RESULTS.parents[1]).as_posix()
+    except ValueError:
+        return script.as_posix()
 
 
 def _fmt(value: Any) -> str:

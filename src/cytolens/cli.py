@@ -71,7 +71,7 @@ def _register_subapps() -> None:
         if hasattr(module, "app"):  # a capability with verbs: `cytolens focus rate`
             app.add_typer(module.app, name=name, help=help_text)
         else:  # a single command: `cytolens track MOVIE`
-            app.command(name, help=help_text)(module.command)
+            app.command(name)(module.command)
 
 
 def _info_row(path: Path) -> dict[str, Any]:

@@ -1,5 +1,39 @@
 """Metrics shared by every task: instance matching, detection/segmentation/tracking scores."""
 
+from cytolens.evaluate.ctc import (
+    AOGM_WEIGHTS,
+    CTCMeasures,
+    ctc_det,
+    ctc_measures,
+    ctc_seg,
+    ctc_tra,
+)
 from cytolens.evaluate.matching import iou_matrix, match_instances, overlap_matrix
+from cytolens.evaluate.segmentation import (
+    DSB_THRESHOLDS,
+    MatchCounts,
+    average_precision,
+    dsb_score,
+    f1_score,
+    match_counts,
+    segmentation_scores,
+)
 
-__all__ = ["iou_matrix", "match_instances", "overlap_matrix"]
+__all__ = [
+    "AOGM_WEIGHTS",
+    "DSB_THRESHOLDS",
+    "CTCMeasures",
+    "MatchCounts",
+    "average_precision",
+    "ctc_det",
+    "ctc_measures",
+    "ctc_seg",
+    "ctc_tra",
+    "dsb_score",
+    "f1_score",
+    "iou_matrix",
+    "match_counts",
+    "match_instances",
+    "overlap_matrix",
+    "segmentation_scores",
+]
