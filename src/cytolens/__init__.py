@@ -14,7 +14,19 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("core", "data", "evaluate", "io", "models", "report")
+_SUBPACKAGES = (
+    "core",
+    "data",
+    "evaluate",
+    "focus",
+    "io",
+    "models",
+    "report",
+    "restore",
+    "segment",
+    "simulate",
+    "track",
+)
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

@@ -1,0 +1,27 @@
+"""Image restoration: fast deconvolution and point spread functions.
+
+- :func:`deconvolve`: Richardson-Lucy with the Wiener-Butterworth back
+  projector of Guo et al. (2020) or the classic one, 2D/3D, CPU/GPU, chunked
+  for images larger than memory.
+- :func:`back_projector`: the Wiener-Butterworth (or classic) back projector.
+- PSFs: :func:`load_psf` (measured bead), :func:`theoretical_psf`
+  (widefield / confocal / light-sheet), :func:`gaussian_psf`, :func:`fwhm`.
+
+Importing this package does not import torch; it is loaded on first use.
+"""
+
+from cytolens.restore.deconvolution import DEFAULT_ITERATIONS, METHODS, deconvolve
+from cytolens.restore.psf import fwhm, gaussian_psf, load_psf, theoretical_psf
+from cytolens.restore.wiener_butterworth import BackProjector, back_projector
+
+__all__ = [
+    "DEFAULT_ITERATIONS",
+    "METHODS",
+    "BackProjector",
+    "back_projector",
+    "deconvolve",
+    "fwhm",
+    "gaussian_psf",
+    "load_psf",
+    "theoretical_psf",
+]
