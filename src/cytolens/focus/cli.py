@@ -1,0 +1,278 @@
+"""``cytolens focus ...``: batch focus QC and best-plane search from the command line.
+
+Commands only parse arguments, read files, call :mod:`cytolens.focus` and
+write results; errors are raised as :class:`~cytolens.core.errors.InputError`
+for the main command line to print.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from cytolens.core.errors import InputError, MissingFileError
+from cytolens.focus.model import DEFAULT_MODEL
+
+__all__ = ["app", "find_images", "read_plane"]
+
+app = typer.Typer(
+    help="Rate focus quality and find the best plane.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_GLOB_CHARS = set("*?[")
+#: Images per gallery figure in the HTML report.
+_GALLERY_PAGE = 24
+
+
+def find_images(inputs: list[str]) -> list[Path]:
+    """Expand folders (their image files, not recursive), globs and files; keep order, no repeats.
+
+    Examples
+    --------
+    >>> find_images(["/no/such/*.tif"])
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.MissingFileError: /no/such/*.tif: no file matches this pattern
+    """
+    from cytolens.io import READ_SUFFIXES
+
+    def is_image(p: Path) -> bool:
+        return p.is_file() and any(p.name.lower().endswith(s) for s in READ_SUFFIXES)
+
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir() and not path.name.endswith(".zarr"):
+            files = sorted(p for p in path.iterdir() if is_image(p))
+            if not files:
+                raise InputError(
+                    f"{path}: folder has no image files ({', '.join(sorted(READ_SUFFIXES))})"
+                )
+        elif _GLOB_CHARS & set(item):
+            files = sorted(Path(p) for p in glob.glob(item) if is_image(Path(p)))
+            if not files:
+                raise MissingFileError(f"{item}: no file matches this pattern")
+        elif path.exists():
+            files = [path]
+        else:
+            raise MissingFileError(f"{path}: no such file or folder")
+        found.extend(f for f in files if f not in found)
+    return found
+
+
+def read_plane(path: Path) -> np.ndarray:
+    """Read one 2D grey plane: singleton axes dropped, RGB(A) averaged to grey."""
+    from cytolens.io import imread
+
+    img = imread(path)
+    data = np.asarray(img.data)
+    axes = "".join(a for a, s in zip(img.axes, data.shape, strict=True) if s != 1)
+    data = data.squeeze()
+    if axes in ("YXC", "CYX") and data.shape[axes.index("C")] in (3, 4):
+        data = np.moveaxis(data, axes.index("C"), -1)[..., :3].astype(np.float32).mean(axis=-1)
+        axes = "YX"
+    if axes != "YX":
+        raise InputError(
+            f"{path}: axes {img.axes!r} with shape {img.shape} is not a single 2D plane; "
+            "use `cytolens focus best-plane` for a z-stack"
+        )
+    return data
+
+
+def _gallery(rows: list[dict[str, Any]], out: Path) -> list[Any]:
+    """Figures of overlay thumbnails, sharpest first."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from PIL import Image as PILImage
+
+    figs = []
+    for start in range(0, len(rows), _GALLERY_PAGE):
+        page = rows[start : start + _GALLERY_PAGE]
+        ncols = min(4, len(page))
+        nrows = -(-len(page) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, row in zip(axes.flat, page, strict=False):
+            with PILImage.open(out / row["overlay"]) as im:
+                ax.imshow(np.asarray(im.convert("RGB")))
+            ax.set_title(
+                f"{Path(row['file']).name[:28]}\n{row['verdict']}, level {row['mean_level']:.1f}",
+                fontsize=8,
+            )
+        fig.tight_layout()
+        figs.append(fig)
+    return figs
+
+
+def _histograms(rows: list[dict[str, Any]], levels: np.ndarray, n_levels: int) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.2))
+    a1.hist(levels, bins=np.arange(-0.5, n_levels + 0.5), color="#2a6f97", rwidth=0.85)
+    a1.set_xlabel("most likely level of non-blank patches")
+    a1.set_ylabel("patches")
+    a1.set_xticks(range(n_levels))
+    means = [r["mean_level"] for r in rows if np.isfinite(r["mean_level"])]
+    a2.hist(means, bins=np.linspace(0, n_levels - 1, 21), color="#c1440e", rwidth=0.85)
+    a2.set_xlabel("image mean level (certainty-weighted)")
+    a2.set_ylabel("images")
+    fig.tight_layout()
+    return fig
+
+
+@app.command("rate")
+def rate_cmd(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("focus-out"),
+    patch_size: Annotated[int, typer.Option(help="Patch side in pixels.")] = 84,
+    model: Annotated[str, typer.Option(help="Shipped model name.")] = DEFAULT_MODEL,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 256,
+    overlays: Annotated[bool, typer.Option(help="Write an overlay PNG per image.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Rate the focus of every image: CSV (one row per image), overlays and an HTML report."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from cytolens.core.files import atomic_path
+    from cytolens.focus.model import FocusModel
+    from cytolens.focus.overlay import save_overlay
+    from cytolens.focus.rate import rate_focus
+    from cytolens.report import Report
+
+    files = find_images(inputs)
+    fm = FocusModel.load(model, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs_resolved = {f.resolve() for f in files}
+    rows: list[dict[str, Any]] = []
+    levels: list[np.ndarray] = []
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("rating focus", total=len(files))
+        for k, path in enumerate(files):
+            plane = read_plane(path)
+            res = rate_focus(plane, patch_size=patch_size, model=fm, batch_size=batch_size)
+            row: dict[str, Any] = {"file": str(path), **res.summary()}
+            if overlays:
+                name = Path("overlays") / f"{k:04d}_{path.name.split('.')[0]}.png"
+                if (out / name).resolve() in inputs_resolved:
+                    raise InputError(f"{out / name}: output would overwrite an input")
+                save_overlay(out / name, plane, res, title=f"{path.name}: {res.verdict}")
+                row["overlay"] = str(name)
+            levels.append(res.patches.loc[~res.patches["is_blank"], "level"].to_numpy())
+            rows.append(row)
+            bar.update(task, advance=1)
+    table = pd.DataFrame(rows)
+    with atomic_path(out / "focus.csv") as tmp:
+        table.to_csv(tmp, index=False)
+
+    ranked = sorted(rows, key=lambda r: (np.nan_to_num(r["mean_level"], nan=np.inf), r["file"]))
+    report = Report("Focus quality")
+    n_in = sum(r["in_focus"] is True for r in rows)
+    n_blank = sum(r["in_focus"] is None for r in rows)
+    report.text(
+        f"{len(rows)} image(s) rated with model {fm.name} in {patch_size}x{patch_size} patches: "
+        f"{n_in} in focus, {len(rows) - n_in - n_blank} out of focus, {n_blank} without content. "
+        f"Levels 0-{fm.in_focus_max_level} of 0-{fm.n_levels - 1} count as in focus; the "
+        "verdict is in focus when the certainty-weighted level distribution puts more than "
+        "half its mass there (no user threshold)."
+    )
+    report.heading("Images, sharpest first")
+    report.table(
+        [
+            {
+                k: r[k]
+                for k in (
+                    "file",
+                    "verdict",
+                    "mean_level",
+                    "p_in_focus",
+                    "certainty",
+                    "blank_fraction",
+                )
+            }
+            for r in ranked
+        ]
+    )
+    report.heading("Level histograms")
+    all_levels = np.concatenate(levels) if levels else np.zeros(0)
+    report.figure(_histograms(rows, all_levels, fm.n_levels), "Patch and image levels.")
+    if overlays:
+        report.heading("Gallery, sharpest first")
+        for fig in _gallery(ranked, out):
+            report.figure(
+                fig,
+                "Frame colour = level (green in focus, red blurred); frame strength = certainty.",
+            )
+    report.save(out / "report.html")
+    if as_json:
+        typer.echo(json.dumps({"out": str(out), "images": rows}, default=str))
+    else:
+        Console().print(
+            f"rated {len(rows)} image(s): {n_in} in focus; CSV {out / 'focus.csv'}, "
+            f"report {out / 'report.html'}"
+        )
+
+
+@app.command("best-plane")
+def best_plane_cmd(
+    stack: Annotated[Path, typer.Argument(help="A z-stack file (e.g. a 3D TIFF).")],
+    axes: Annotated[str | None, typer.Option(help="Override the file's axes, e.g. ZYX.")] = None,
+    method: Annotated[str, typer.Option(help="model or a classical measure.")] = "model",
+    patch_size: Annotated[int, typer.Option(help="Patch side in pixels.")] = 84,
+    model: Annotated[str, typer.Option(help="Shipped model name.")] = DEFAULT_MODEL,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    out: Annotated[Path | None, typer.Option(help="Write per-plane scores to this CSV.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Find the best-focused plane of a z-stack."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cytolens.core.files import atomic_path
+    from cytolens.focus.rate import best_plane
+    from cytolens.io import imread
+
+    if not stack.exists():
+        raise MissingFileError(f"{stack}: no such file")
+    img = imread(stack, axes=axes)
+    keep = "".join(a for a, s in zip(img.axes, img.shape, strict=True) if s != 1 or a in "ZYX")
+    if keep != img.axes:
+        img = type(img)(np.asarray(img.data).reshape([img.sizes[a] for a in keep]), keep)
+    best, scores = best_plane(
+        img, method=method, patch_size=patch_size, model=model, device=device, progress=True
+    )
+    if out is not None:
+        if out.resolve() == stack.resolve():
+            raise InputError(f"{out}: output would overwrite the input")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            scores.to_csv(tmp, index=False)
+    if as_json:
+        payload = {"file": str(stack), "best_plane": best, "planes": scores.to_dict("records")}
+        typer.echo(json.dumps(payload, default=str))
+        return
+    console = Console()
+    table = Table(title=f"{stack.name}: best plane z = {best}")
+    for col in scores.columns:
+        table.add_column(str(col))
+    for rec in scores.itertuples(index=False):
+        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in rec]
+        table.add_row(*cells, style="bold green" if rec[0] == best else None)
+    console.print(table)

@@ -1,0 +1,196 @@
+"""The shipped focus-rating model: weights, normalization and calibrated constants.
+
+:class:`FocusModel` wraps the network of :mod:`cytolens.focus.network` with
+what its model card records: the percentile normalization it was trained
+with, the levels that count as in focus, and the certainty below which a
+patch is called blank. Everything is read from the package; nothing is
+downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from cytolens.core.errors import InputError
+from cytolens.core.normalize import Normalizer
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FocusModel",
+    "certainty",
+    "expected_level",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the shipped focus model in :mod:`cytolens.models`.
+DEFAULT_MODEL = "focus-miq-v1"
+
+
+def certainty(probabilities: Any) -> np.ndarray:
+    """Certainty of level distributions: 1 - entropy / log(number of levels).
+
+    1 for all mass on one level, 0 for a flat (uniform) distribution, as in
+    Yang et al. 2018.
+
+    Parameters
+    ----------
+    probabilities : array_like
+        ``(..., n_levels)`` non-negative rows that sum to 1.
+
+    Examples
+    --------
+    >>> certainty([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]]).round(3)
+    array([1., 0.])
+    """
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 0, None)
+    p = p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=-1)
+    return np.clip(1.0 - ent / np.log(p.shape[-1]), 0.0, 1.0)
+
+
+def expected_level(probabilities: Any) -> np.ndarray:
+    """Mean level of distributions over levels ``0 .. n_levels - 1``.
+
+    Examples
+    --------
+    >>> expected_level([[0.5, 0.5, 0.0]])
+    array([0.5])
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    return p @ np.arange(p.shape[-1], dtype=np.float64)
+
+
+@dataclass
+class FocusModel:
+    """A loaded focus-rating network with its normalization and constants.
+
+    Use :meth:`load`; :meth:`predict` turns raw patches into level probabilities.
+
+    Attributes
+    ----------
+    net : torch.nn.Module
+        The network, in eval mode, on ``device``.
+    device : torch.device
+        Where it runs.
+    name : str
+        Model name in the registry.
+    normalizer : Normalizer
+        Percentile normalization applied per image before rating.
+    n_levels : int
+        Number of defocus levels.
+    in_focus_levels : int
+        Levels ``0 .. in_focus_levels - 1`` count as in focus.
+    blank_certainty : float
+        Patches rated with a certainty below this are reported as blank.
+    patch_size : int
+        Patch size the network was trained on.
+    card : cytolens.models.ModelCard
+        The model card.
+    """
+
+    net: Any
+    device: Any
+    name: str
+    normalizer: Normalizer
+    n_levels: int
+    in_focus_levels: int
+    blank_certainty: float
+    patch_size: int
+    card: Any
+
+    @classmethod
+    def load(
+        cls, name: str = DEFAULT_MODEL, *, device: Any = "auto", root: Any = None
+    ) -> FocusModel:
+        """Load a shipped model by name (cached per name, device and root).
+
+        Parameters
+        ----------
+        name : str
+            Model name, e.g. ``"focus-miq-v1"``.
+        device : {"auto", "cpu", "cuda", "mps"} or torch.device
+            Where to run.
+        root : path, optional
+            Registry folder other than the package's (for tests and training).
+
+        Raises
+        ------
+        cytolens.core.errors.ModelError
+            For an unknown model or weights that fail their checksum.
+        """
+        from cytolens.core.devices import resolve_device
+
+        dev = resolve_device(device)
+        return _load_cached(name, str(dev), None if root is None else str(root))
+
+    @property
+    def in_focus_max_level(self) -> int:
+        """Highest level that counts as in focus."""
+        return self.in_focus_levels - 1
+
+    def predict(self, patches: Any, *, lo: float, hi: float, batch_size: int = 256) -> np.ndarray:
+        """Level probabilities of a stack of raw patches.
+
+        Parameters
+        ----------
+        patches : array_like
+            ``(N, H, W)`` raw intensities.
+        lo, hi : float
+            The image's intensity percentiles ``normalizer.pmin`` and
+            ``normalizer.pmax``; patches are scaled by ``(x - lo) / (hi - lo)``.
+        batch_size : int
+            Patches per forward pass.
+
+        Returns
+        -------
+        numpy.ndarray of float32
+            ``(N, n_levels)`` probabilities.
+        """
+        import torch
+
+        x = np.asarray(patches, dtype=np.float32)
+        if x.ndim != 3:
+            raise InputError(f"patches must be (N, H, W), got shape {x.shape}")
+        x = (x - np.float32(lo)) / np.float32(hi - lo + 1e-20)
+        if self.normalizer.clip:
+            np.clip(x, 0, 1, out=x)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                t = torch.from_numpy(x[start : start + batch_size, None]).to(self.device)
+                out.append(torch.softmax(self.net(t).float(), dim=1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.n_levels), np.float32)
+
+
+@cache
+def _load_cached(name: str, device: str, root: str | None) -> FocusModel:
+    import torch
+
+    from cytolens.focus.network import FocusNet
+    from cytolens.models import load_card, load_state_dict
+
+    card = load_card(name, root=root)
+    params = card.parameters
+    net = FocusNet(n_levels=int(params["n_levels"]), width=int(params["width"]))
+    net.load_state_dict(load_state_dict(name, root=root))
+    dev = torch.device(device)
+    net.to(dev).eval()
+    logger.info("loaded focus model %s on %s", name, dev)
+    return FocusModel(
+        net=net,
+        device=dev,
+        name=name,
+        normalizer=Normalizer(**card.normalization),
+        n_levels=int(params["n_levels"]),
+        in_focus_levels=int(params["in_focus_levels"]),
+        blank_certainty=float(params["blank_certainty"]),
+        patch_size=int(params["patch_size"]),
+        card=card,
+    )

@@ -1,0 +1,213 @@
+"""Tests of focus rating: the shipped model on real data, blank patches, best plane, outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cytolens.core.errors import InputError
+from cytolens.core.image import Image
+from cytolens.focus import FocusModel, best_plane, certainty, rate_focus, save_overlay
+from cytolens.focus.classical import MEASURES, focus_measures
+from cytolens.simulate import add_camera_noise, defocus_levels, simulate_defocus
+
+BBBC = "focus/bbbc006_subset"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return FocusModel.load(device="cpu")
+
+
+def _read(path):
+    from cytolens.io import imread
+
+    return np.asarray(imread(path).data)
+
+
+def test_model_card_records_normalization_and_heldout(model):
+    card = model.card
+    assert card.normalization["kind"] == "percentile"
+    assert model.patch_size == 84 and model.n_levels == 11
+    assert 0 < model.blank_certainty < 0.6
+    assert "a09" in card.parameters["heldout"]["bbbc006"]
+    assert card.metrics["sim_within_one"] > 0.8
+
+
+def test_heldout_in_focus_field_is_rated_in_focus(shared_data, model):
+    # a09 was held out of training (see the model card)
+    img = _read(shared_data / BBBC / "BBBC006_z_aligned__a09__s1__w1_10.png")
+    res = rate_focus(img, model=model)
+    assert res.verdict == "in focus"
+    assert res.p_in_focus > 0.6
+    assert res.mean_level < 2.5
+    assert len(res.patches) == (520 // 84) * (696 // 84)
+
+
+def test_strongly_blurred_fields_are_rated_out_of_focus(shared_data, model):
+    files = sorted((shared_data / BBBC).glob("00_mcf-z-stacks-*.tif"))[:3]
+    assert files
+    for path in files:
+        res = rate_focus(_read(path), model=model)
+        assert res.verdict == "out of focus", path.name
+        assert res.mean_level > 6, path.name
+
+
+def test_blank_patches_are_uncertain(model):
+    rng = np.random.default_rng(0)
+    constant = np.full((168, 252), 100.0)
+    noise = add_camera_noise(
+        np.zeros((168, 252)), rng=rng, background_photons=20.0, read_noise_e=2.0, offset_adu=100.0
+    )
+    for img in (constant, noise):
+        res = rate_focus(img, model=model)
+        assert res.patches["certainty"].max() < 0.3
+        assert res.blank_fraction >= 0.8
+    assert rate_focus(constant, model=model).verdict == "no content"
+
+
+def test_patch_table_columns_and_probabilities(model):
+    rng = np.random.default_rng(1)
+    img = rng.poisson(50, size=(200, 300)).astype(np.uint16)
+    res = rate_focus(img, model=model, patch_size=84)
+    t = res.patches
+    probs = t[[f"p{k}" for k in range(11)]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(t["certainty"], certainty(probs), atol=1e-6)
+    assert list(t[["row", "col", "y0", "x0"]].iloc[-1]) == [1, 2, 84, 168]
+    assert set(res.summary()) >= {"verdict", "mean_level", "p_in_focus", "blank_fraction"}
+
+
+def test_best_plane_picks_sharpest_simulated_plane(model):
+    from cytolens import data
+
+    sharp = data.nuclei().data.astype(np.float32)  # a held-out field (see the model card)
+    z = defocus_levels()[[8, 4, 1, 0, 2, 5]]
+    stack = np.stack(
+        [
+            simulate_defocus(
+                sharp,
+                dz,
+                rng=i,
+                peak_photons=800,
+                background_photons=10,
+                read_noise_e=2,
+                offset_adu=100,
+            )
+            for i, dz in enumerate(z)
+        ]
+    )
+    best, scores = best_plane(stack, model=model)
+    assert best == 3
+    assert list(scores["z"]) == list(range(6))
+    best_c, _ = best_plane(np.moveaxis(stack, 0, -1), axes="YXZ", method="brenner_gradient")
+    assert best_c == 3
+
+
+def test_best_plane_accepts_image_and_rejects_channels(model):
+    stack = np.random.default_rng(0).random((3, 96, 96)).astype(np.float32)
+    best, _ = best_plane(Image(stack, "ZYX"), model=model)
+    assert 0 <= best < 3
+    with pytest.raises(InputError, match="exactly Z, Y and X"):
+        best_plane(Image(stack, "CYX"), model=model)
+    with pytest.raises(InputError, match="unknown method"):
+        best_plane(stack, method="sharpness")
+
+
+def test_overlay_png_is_written(tmp_path, model):
+    from PIL import Image as PILImage
+
+    from cytolens import data
+
+    img = data.nuclei().data
+    res = rate_focus(img, model=model)
+    path = save_overlay(tmp_path / "overlay.png", img, res)
+    with PILImage.open(path) as im:
+        assert im.format == "PNG" and im.size[0] > 300
+
+
+def test_bad_input_raises_input_error(model):
+    with pytest.raises(InputError, match=r"2-D, got 3-D with shape \(2, 100, 100\)"):
+        rate_focus(np.zeros((2, 100, 100)), model=model)
+    with pytest.raises(InputError, match=r"shape \(50, 200\) is smaller than one 84x84 patch"):
+        rate_focus(np.zeros((50, 200)), model=model)
+    bad = np.ones((100, 100))
+    bad[3, 4] = np.nan
+    with pytest.raises(InputError, match=r"non-finite.*\(3, 4\)"):
+        rate_focus(bad, model=model)
+    with pytest.raises(InputError, match="patch_size"):
+        rate_focus(np.zeros((100, 100)), model=model, patch_size=8)
+    with pytest.raises(InputError, match="axes 'ZYX'"):
+        rate_focus(Image(np.zeros((2, 100, 100)), "ZYX"), model=model)
+
+
+def test_classical_measures_fall_with_blur():
+    from cytolens import data
+
+    sharp = data.nuclei().data.astype(np.float32)
+    soft = simulate_defocus(sharp, defocus_levels()[5])
+    a, b = focus_measures(sharp), focus_measures(soft)
+    for name in MEASURES:
+        assert a[name] > b[name], name
+
+
+def test_cli_rate_writes_csv_overlays_and_report(tmp_path, model):
+    import tifffile
+    from typer.testing import CliRunner
+
+    from cytolens import data
+    from cytolens.focus.cli import app
+
+    sharp = data.nuclei().data[:252, :336]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "sharp.tif", sharp)
+    blurred = simulate_defocus(sharp.astype(np.float32), defocus_levels()[9])
+    tifffile.imwrite(folder / "blurred.tif", blurred.astype(np.uint16))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["rate", str(folder), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "focus.csv")
+    assert len(table) == 2
+    assert set(table.columns) >= {"file", "verdict", "mean_level", "p_in_focus", "overlay"}
+    rated = dict(
+        zip(table["file"].map(lambda f: f.split("/")[-1]), table["mean_level"], strict=True)
+    )
+    assert rated["sharp.tif"] < rated["blurred.tif"]
+    assert (out / "report.html").read_text().count("<img") >= 2
+    assert len(list((out / "overlays").glob("*.png"))) == 2
+
+
+def test_cli_errors_and_best_plane(tmp_path, model):
+    import tifffile
+    from typer.testing import CliRunner
+
+    from cytolens.core.errors import MissingFileError
+    from cytolens.focus.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["rate", str(tmp_path / "nothing*.tif"), "--out", str(tmp_path)])
+    assert isinstance(result.exception, MissingFileError)
+    stack = np.random.default_rng(0).random((5, 96, 96)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    result = runner.invoke(app, ["rate", str(tmp_path / "stack.tif"), "--out", str(tmp_path / "o")])
+    assert isinstance(result.exception, InputError)
+    assert "best-plane" in str(result.exception)
+    result = runner.invoke(
+        app,
+        [
+            "best-plane",
+            str(tmp_path / "stack.tif"),
+            "--axes",
+            "ZYX",
+            "--device",
+            "cpu",
+            "--json",
+            "--out",
+            str(tmp_path / "planes.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert '"best_plane"' in result.output
+    assert len(pd.read_csv(tmp_path / "planes.csv")) == 5
