@@ -7,7 +7,6 @@ for the main command line to print.
 
 from __future__ import annotations
 
-import glob
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ import typer
 from cytolens.core.errors import InputError, MissingFileError
 from cytolens.focus.model import DEFAULT_MODEL
 
-__all__ = ["app", "find_images", "read_plane"]
+__all__ = ["app", "read_plane"]
 
 app = typer.Typer(
     help="Rate focus quality and find the best plane.",
@@ -27,45 +26,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_GLOB_CHARS = set("*?[")
 #: Images per gallery figure in the HTML report.
 _GALLERY_PAGE = 24
-
-
-def find_images(inputs: list[str]) -> list[Path]:
-    """Expand folders (their image files, not recursive), globs and files; keep order, no repeats.
-
-    Examples
-    --------
-    >>> find_images(["/no/such/*.tif"])
-    Traceback (most recent call last):
-    ...
-    cytolens.core.errors.MissingFileError: /no/such/*.tif: no file matches this pattern
-    """
-    from cytolens.io import READ_SUFFIXES
-
-    def is_image(p: Path) -> bool:
-        return p.is_file() and any(p.name.lower().endswith(s) for s in READ_SUFFIXES)
-
-    found: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir() and not path.name.endswith(".zarr"):
-            files = sorted(p for p in path.iterdir() if is_image(p))
-            if not files:
-                raise InputError(
-                    f"{path}: folder has no image files ({', '.join(sorted(READ_SUFFIXES))})"
-                )
-        elif _GLOB_CHARS & set(item):
-            files = sorted(Path(p) for p in glob.glob(item) if is_image(Path(p)))
-            if not files:
-                raise MissingFileError(f"{item}: no file matches this pattern")
-        elif path.exists():
-            files = [path]
-        else:
-            raise MissingFileError(f"{path}: no such file or folder")
-        found.extend(f for f in files if f not in found)
-    return found
 
 
 def read_plane(path: Path) -> np.ndarray:
@@ -154,6 +116,7 @@ def rate_cmd(
     from cytolens.focus.model import FocusModel
     from cytolens.focus.overlay import save_overlay
     from cytolens.focus.rate import rate_focus
+    from cytolens.io import find_images
     from cytolens.report import Report
 
     files = find_images(inputs)

@@ -20,6 +20,7 @@ from cytolens.io.ctc import CTCSequence, read_ctc, read_ctc_tracks, write_ctc_tr
 from cytolens.io.describe import describe
 from cytolens.io.formats import READ_SUFFIXES, WRITE_SUFFIXES
 from cytolens.io.hpa import HPA_CHANNELS, hpa_composite, read_hpa
+from cytolens.io.paths import find_images
 from cytolens.io.read import imread
 from cytolens.io.write import imwrite
 
@@ -30,6 +31,7 @@ __all__ = [
     "CTCSequence",
     "Image",
     "describe",
+    "find_images",
     "hpa_composite",
     "imread",
     "imwrite",

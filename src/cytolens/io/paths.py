@@ -1,0 +1,60 @@
+"""Expand the inputs a user gives on the command line into image paths."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable
+from pathlib import Path
+
+from cytolens.core.errors import InputError, MissingFileError
+from cytolens.io.formats import READ_SUFFIXES
+
+__all__ = ["find_images"]
+
+_GLOB_CHARS = set("*?[")
+
+
+def _is_image(path: Path) -> bool:
+    name = path.name.lower()
+    readable = any(name.endswith(s) for s in READ_SUFFIXES)
+    return readable and (path.is_file() or name.endswith(".zarr"))
+
+
+def find_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand files, folders (their images, sorted, not recursive) and glob patterns.
+
+    Order is kept and repeats dropped. OME-Zarr folders count as images.
+
+    Raises
+    ------
+    MissingFileError
+        For a path that does not exist or a pattern that matches no image.
+    InputError
+        For a folder without any readable image.
+
+    Examples
+    --------
+    >>> find_images(["/no/such/*.tif"])
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.MissingFileError: /no/such/*.tif: no image matches this pattern
+    """
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir() and not path.name.lower().endswith(".zarr"):
+            files = sorted(p for p in path.iterdir() if _is_image(p))
+            if not files:
+                raise InputError(
+                    f"{path}: folder has no image files ({', '.join(sorted(READ_SUFFIXES))})"
+                )
+        elif path.exists():
+            files = [path]
+        elif _GLOB_CHARS & set(str(item)):
+            files = sorted(Path(p) for p in glob.glob(str(item)) if _is_image(Path(p)))
+            if not files:
+                raise MissingFileError(f"{item}: no image matches this pattern")
+        else:
+            raise MissingFileError(f"{path}: no such file or folder")
+        found.extend(f for f in files if f not in found)
+    return found
