@@ -1,0 +1,109 @@
+"""The classical baseline on synthetic discs, size estimation, and measure() columns and units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cytolens.core.errors import InputError
+from cytolens.core.image import Image
+from cytolens.segment import estimate_diameter, measure, nuclei_classical
+
+RNG_SEED = 0
+
+
+def discs(shape, centres, radius, *, touching_pairs=()):
+    """A noisy fluorescence-like image of bright discs and the matching label image."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, np.uint16)
+    for i, (cy, cx) in enumerate(centres, start=1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2] = i
+    rng = np.random.default_rng(RNG_SEED)
+    image = 100 + 800 * (labels > 0) + rng.normal(0, 20, shape)
+    return image.astype(np.float32), labels
+
+
+def test_classical_counts_discs_and_splits_touching_ones():
+    # a 5 x 4 grid of separate discs plus two pairs that touch
+    centres = [(30 + 40 * r, 30 + 40 * c) for r in range(5) for c in range(4)]
+    centres += [(230, 40), (230, 62), (230, 120), (230, 142)]
+    image, truth = discs((260, 180), centres, 11)
+    labels = nuclei_classical(image, diameter=22)
+    assert labels.dtype == np.uint32
+    assert labels.max() == len(centres)
+    # every true disc is covered by exactly one predicted object
+    for i in range(1, len(centres) + 1):
+        assert np.unique(labels[truth == i]).size == 1
+
+
+def test_classical_estimates_the_diameter_and_reads_microns():
+    image, _ = discs((200, 200), [(50, 50), (50, 150), (150, 100)], 14)
+    auto = nuclei_classical(image)
+    assert auto.max() == 3
+    assert estimate_diameter((image - image.min()) / np.ptp(image)) == pytest.approx(28, rel=0.2)
+    # the same diameter in um with a 0.5 um pixel gives the same result
+    np.testing.assert_array_equal(
+        nuclei_classical(image, diameter=14, pixel_size_um=0.5),
+        nuclei_classical(image, diameter=28),
+    )
+    assert nuclei_classical(image, threshold="local", diameter=28).max() == 3
+
+
+def test_classical_handles_dark_nuclei_and_blank_images():
+    image, _ = discs((120, 120), [(40, 40), (80, 80)], 10)
+    assert nuclei_classical(image.max() - image, diameter=20).max() == 2  # brightfield-like
+    assert nuclei_classical(np.zeros((32, 32)), diameter=10).max() == 0
+
+
+def test_measure_disc_of_known_radius():
+    r = 20
+    image, labels = discs((100, 100), [(50, 50)], r)
+    df = measure(labels, image, pixel_size_um=0.25)
+    assert len(df) == 1
+    row = df.iloc[0]
+    # pixel discretization: a digital disc of radius 20 is within 1 % of pi r^2
+    assert row["area_px"] == pytest.approx(np.pi * r**2, rel=0.01)
+    assert row["area_um2"] == pytest.approx(np.pi * r**2 * 0.25**2, rel=0.01)
+    assert row["equivalent_diameter_px"] == pytest.approx(2 * r, rel=0.01)
+    assert row["equivalent_diameter_um"] == pytest.approx(2 * r * 0.25, rel=0.01)
+    assert row["perimeter_px"] == pytest.approx(2 * np.pi * r, rel=0.05)
+    assert row["perimeter_um"] == pytest.approx(row["perimeter_px"] * 0.25)
+    assert (row["centroid_y_px"], row["centroid_x_px"]) == pytest.approx((50, 50), abs=0.01)
+    assert row["centroid_x_um"] == pytest.approx(12.5, abs=0.01)
+    assert row["eccentricity"] < 0.05 and row["solidity"] > 0.97
+    assert row["intensity_mean"] == pytest.approx(900, abs=5)
+    assert row["intensity_integrated"] == pytest.approx(row["intensity_mean"] * row["area_px"])
+
+
+def test_measure_columns_without_units_and_with_channels():
+    image, labels = discs((60, 60), [(20, 20), (40, 42)], 6)
+    df = measure(labels)
+    assert list(df.columns) == [
+        "label",
+        "area_px",
+        "perimeter_px",
+        "centroid_y_px",
+        "centroid_x_px",
+        "equivalent_diameter_px",
+        "eccentricity",
+        "solidity",
+    ]
+    assert df["label"].tolist() == [1, 2]
+    two = np.stack([image, 2 * image], axis=-1)
+    df2 = measure(labels, two, pixel_size_um=(0.5, 0.25))
+    assert df2["intensity_mean_c1"].tolist() == pytest.approx(2 * df2["intensity_mean_c0"])
+    assert df2["area_um2"].tolist() == pytest.approx((df2["area_px"] * 0.125).tolist())
+    assert df2["perimeter_um"].isna().all()  # undefined for anisotropic pixels
+    img = Image(two.transpose(2, 0, 1), "CYX")
+    assert measure(labels, img)["intensity_mean_c1"].tolist() == df2["intensity_mean_c1"].tolist()
+    assert measure(np.zeros((8, 8), np.uint8)).empty
+
+
+def test_measure_bad_input():
+    labels = np.zeros((10, 10), np.uint8)
+    with pytest.raises(InputError, match="intensity_image has shape"):
+        measure(labels, np.zeros((5, 5)))
+    with pytest.raises(InputError, match="integer"):
+        measure(labels.astype(float))
+    with pytest.raises(InputError, match="pixel_size_um"):
+        measure(labels, pixel_size_um=-1)
