@@ -9,25 +9,12 @@ from cytolens.core.errors import InputError
 from cytolens.core.image import Image
 from cytolens.segment import estimate_diameter, measure, nuclei_classical
 
-RNG_SEED = 0
 
-
-def discs(shape, centres, radius, *, touching_pairs=()):
-    """A noisy fluorescence-like image of bright discs and the matching label image."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros(shape, np.uint16)
-    for i, (cy, cx) in enumerate(centres, start=1):
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2] = i
-    rng = np.random.default_rng(RNG_SEED)
-    image = 100 + 800 * (labels > 0) + rng.normal(0, 20, shape)
-    return image.astype(np.float32), labels
-
-
-def test_classical_counts_discs_and_splits_touching_ones():
+def test_classical_counts_discs_and_splits_touching_ones(disc_image):
     # a 5 x 4 grid of separate discs plus two pairs that touch
     centres = [(30 + 40 * r, 30 + 40 * c) for r in range(5) for c in range(4)]
     centres += [(230, 40), (230, 62), (230, 120), (230, 142)]
-    image, truth = discs((260, 180), centres, 11)
+    image, truth = disc_image((260, 180), centres, 11)
     labels = nuclei_classical(image, diameter=22)
     assert labels.dtype == np.uint32
     assert labels.max() == len(centres)
@@ -36,8 +23,8 @@ def test_classical_counts_discs_and_splits_touching_ones():
         assert np.unique(labels[truth == i]).size == 1
 
 
-def test_classical_estimates_the_diameter_and_reads_microns():
-    image, _ = discs((200, 200), [(50, 50), (50, 150), (150, 100)], 14)
+def test_classical_estimates_the_diameter_and_reads_microns(disc_image):
+    image, _ = disc_image((200, 200), [(50, 50), (50, 150), (150, 100)], 14)
     auto = nuclei_classical(image)
     assert auto.max() == 3
     assert estimate_diameter((image - image.min()) / np.ptp(image)) == pytest.approx(28, rel=0.2)
@@ -49,15 +36,15 @@ def test_classical_estimates_the_diameter_and_reads_microns():
     assert nuclei_classical(image, threshold="local", diameter=28).max() == 3
 
 
-def test_classical_handles_dark_nuclei_and_blank_images():
-    image, _ = discs((120, 120), [(40, 40), (80, 80)], 10)
+def test_classical_handles_dark_nuclei_and_blank_images(disc_image):
+    image, _ = disc_image((120, 120), [(40, 40), (80, 80)], 10)
     assert nuclei_classical(image.max() - image, diameter=20).max() == 2  # brightfield-like
     assert nuclei_classical(np.zeros((32, 32)), diameter=10).max() == 0
 
 
-def test_measure_disc_of_known_radius():
+def test_measure_disc_of_known_radius(disc_image):
     r = 20
-    image, labels = discs((100, 100), [(50, 50)], r)
+    image, labels = disc_image((100, 100), [(50, 50)], r)
     df = measure(labels, image, pixel_size_um=0.25)
     assert len(df) == 1
     row = df.iloc[0]
@@ -75,8 +62,8 @@ def test_measure_disc_of_known_radius():
     assert row["intensity_integrated"] == pytest.approx(row["intensity_mean"] * row["area_px"])
 
 
-def test_measure_columns_without_units_and_with_channels():
-    image, labels = discs((60, 60), [(20, 20), (40, 42)], 6)
+def test_measure_columns_without_units_and_with_channels(disc_image):
+    image, labels = disc_image((60, 60), [(20, 20), (40, 42)], 6)
     df = measure(labels)
     assert list(df.columns) == [
         "label",

@@ -26,15 +26,7 @@ def segmenter() -> NucleusSegmenter:
     return NucleusSegmenter.from_pretrained("nuclei-v1", device="cpu")
 
 
-def disc_image(shape, centres, radius, *, seed=0):
-    """Bright noisy discs on a dim background, and their labels."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros(shape, np.uint16)
-    for i, (cy, cx) in enumerate(centres, start=1):
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2] = i
-    rng = np.random.default_rng(seed)
-    image = 200 + 1500 * (labels > 0) + rng.normal(0, 40, shape)
-    return image.astype(np.float32), labels
+BRIGHT = {"background": 200, "amplitude": 1500, "noise": 40}
 
 
 def validation_fluorescence(root, n):
@@ -68,7 +60,7 @@ def test_shipped_model_on_validation_images(shared_data):
     assert np.mean(aps) > MEASURED_AP50 - MARGIN, aps
 
 
-def test_tiled_equals_untiled_and_border_objects_stay_whole(segmenter):
+def test_tiled_equals_untiled_and_border_objects_stay_whole(segmenter, disc_image):
     # nuclei at the training diameter (scale 1), centred on the borders between tiles
     shape, tile = (256, 352), 224
     tiles = iter_tiles(shape, tile, overlap=segmenter.overlap)
@@ -76,7 +68,7 @@ def test_tiled_equals_untiled_and_border_objects_stay_whole(segmenter):
     (cut_x,) = sorted({t.write[1].start for t in tiles} - {0})
     centres = [(cut_y, x) for x in range(20, shape[1] - 10, 40)]  # across the horizontal seam
     centres += [(y, cut_x) for y in range(20, shape[0] - 10, 40) if abs(y - cut_y) > 25]
-    image, truth = disc_image(shape, centres, 8)
+    image, truth = disc_image(shape, centres, 8, **BRIGHT)
     x = (image - image.min()) / np.ptp(image)
     whole = segmenter.predict_maps(x, tile_shape=None)
     tiled = segmenter.predict_maps(x, tile_shape=tile)
@@ -90,11 +82,13 @@ def test_tiled_equals_untiled_and_border_objects_stay_whole(segmenter):
     assert dsb_score(truth, labels) > 0.8
 
 
-def test_diameter_rescaling_across_magnifications(segmenter):
+def test_diameter_rescaling_across_magnifications(segmenter, disc_image):
     # the same scene at 1x and 2.5x: nuclei found with the size given or estimated
     centres = [(40, 40), (40, 100), (100, 70), (150, 40), (150, 130)]
-    small, truth_small = disc_image((200, 180), centres, 7)
-    big, truth_big = disc_image((500, 450), [(2.5 * y, 2.5 * x) for y, x in centres], 17.5)
+    small, truth_small = disc_image((200, 180), centres, 7, **BRIGHT)
+    big, truth_big = disc_image(
+        (500, 450), [(2.5 * y, 2.5 * x) for y, x in centres], 17.5, **BRIGHT
+    )
     for image, truth, d in ((small, truth_small, 14), (big, truth_big, 35)):
         assert average_precision(truth, segmenter.segment(image, diameter=d)) == 1.0
         assert average_precision(truth, segmenter.segment(image)) == 1.0
@@ -105,8 +99,8 @@ def test_diameter_rescaling_across_magnifications(segmenter):
     )
 
 
-def test_colour_and_channel_inputs(segmenter):
-    image, truth = disc_image((96, 96), [(30, 30), (64, 60)], 8)
+def test_colour_and_channel_inputs(segmenter, disc_image):
+    image, truth = disc_image((96, 96), [(30, 30), (64, 60)], 8, **BRIGHT)
     grey = segmenter.segment(image, diameter=16)
     rgba = np.dstack([image / image.max() * 255] * 3 + [np.full(image.shape, 255.0)])
     np.testing.assert_array_equal(
