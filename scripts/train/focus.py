@@ -2,7 +2,7 @@
 
 Reproduces ``src/cytolens/models/weights/focus-miq-v1`` (weights + model card)::
 
-    nice -n 10 python scripts/train/focus.py            # full run (~33 min on 2 busy cores)
+    nice -n 10 python scripts/train/focus.py            # full run (~13 min on 2 idle cores)
     python scripts/train/focus.py --steps 50 --out /tmp/focus-try   # a smoke run
 
 Training data are made like those of Yang et al. 2018: in-focus images are
@@ -559,7 +559,7 @@ def train(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=1200, help="optimizer steps (run length)")
+    parser.add_argument("--steps", type=int, default=2400, help="optimizer steps (run length)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--width", type=int, default=12)
