@@ -258,17 +258,17 @@ def scaling(bench: Benchmark) -> list[dict[str, Any]]:
                 "Mvoxel/s": voxels / t.median_s / 1e6,
                 "peak MB": t.peak_mb,
                 "input MB": image.nbytes / 2**20,
-                "max |chunked - whole| / range": None,
+                "max abs(chunked - whole) / range": None,
             }
             rows.append(row)
             print(f"scaling {row['shape']:14s} {mode:8s} {t.median_s:7.2f} s {t.peak_mb:8.0f} MB")
         if len(results) == 2:
             diff = np.abs(results["chunked"] - results["whole"]) / np.ptp(results["whole"])
-            rows[-1]["max |chunked - whole| / range"] = float(diff.max())
-            rows[-1]["mean |chunked - whole| / range"] = float(diff.mean())
+            rows[-1]["max abs(chunked - whole) / range"] = float(diff.max())
+            rows[-1]["mean abs(chunked - whole) / range"] = float(diff.mean())
         del results, image
     for row in rows:
-        row.setdefault("mean |chunked - whole| / range", None)
+        row.setdefault("mean abs(chunked - whole) / range", None)
     bench.set("scaling", rows)
     return rows
 
