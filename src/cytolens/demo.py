@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cytolens import data
-from cytolens.report import Report, image_panel, save_figure
+from cytolens.report import Report, image_panel, overlay_outlines, save_figure
 
 __all__ = ["SECTIONS", "run_demo"]
 
@@ -147,7 +147,6 @@ def _segmentation(report: Report, out: Path) -> None:
     """Segment and measure the nuclei of the bundled field: model and classical baseline."""
     from cytolens import io
     from cytolens.segment import measure, nuclei, nuclei_classical
-    from cytolens.segment.cli import overlay_outlines
 
     image = data.nuclei().data
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ import numpy as np
 
 from cytolens.core.files import atomic_path
 
-__all__ = ["image_panel", "save_figure", "to_display"]
+__all__ = ["image_panel", "overlay_outlines", "save_figure", "to_display"]
 
 
 def to_display(image: Any, pmin: float = 0.5, pmax: float = 99.8) -> np.ndarray:
@@ -35,6 +35,28 @@ def to_display(image: Any, pmin: float = 0.5, pmax: float = 99.8) -> np.ndarray:
     x = x.astype(np.float32)
     lo, hi = np.percentile(x, (pmin, pmax))
     return np.clip((x - lo) / (hi - lo + 1e-12), 0, 1).astype(np.float32)
+
+
+def overlay_outlines(
+    image: Any, labels: Any, *, color: tuple[int, int, int] = (255, 40, 200)
+) -> np.ndarray:
+    """The image scaled for display as RGB uint8, with the outlines of ``labels`` drawn on it.
+
+    Examples
+    --------
+    >>> lab = np.zeros((8, 8), np.uint32)
+    >>> lab[2:6, 2:6] = 1
+    >>> rgb = overlay_outlines(np.ones((8, 8)), lab)
+    >>> rgb.shape, rgb[2, 2].tolist()
+    ((8, 8, 3), [255, 40, 200])
+    """
+    from skimage.segmentation import find_boundaries
+
+    shown = to_display(image)
+    rgb = np.repeat(shown[..., None], 3, axis=2) if shown.ndim == 2 else shown
+    rgb = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    rgb[find_boundaries(np.asarray(labels), mode="inner")] = color
+    return rgb
 
 
 def image_panel(images: dict[str, Any], *, cmap: str = "gray", ncols: int | None = None) -> Any:

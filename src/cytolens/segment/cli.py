@@ -18,7 +18,7 @@ import typer
 
 from cytolens.core.errors import InputError
 
-__all__ = ["app", "overlay_outlines"]
+__all__ = ["app"]
 
 app = typer.Typer(
     help="Segment nuclei and measure them.",
@@ -34,7 +34,6 @@ def _group() -> None:
 
 
 #: Colour of the nucleus outlines in overlays (RGB).
-OUTLINE_RGB = (255, 40, 200)
 #: Overlays embedded in the HTML report (all are written as PNG files).
 REPORT_OVERLAYS = 24
 
@@ -44,28 +43,6 @@ class Method(str, Enum):
 
     model = "model"
     classical = "classical"
-
-
-def overlay_outlines(image: Any, labels: np.ndarray) -> np.ndarray:
-    """The image scaled for display as RGB uint8, with nucleus outlines drawn on it.
-
-    Examples
-    --------
-    >>> lab = np.zeros((8, 8), np.uint32)
-    >>> lab[2:6, 2:6] = 1
-    >>> rgb = overlay_outlines(np.ones((8, 8)), lab)
-    >>> rgb.shape, rgb[2, 2].tolist()
-    ((8, 8, 3), [255, 40, 200])
-    """
-    from skimage.segmentation import find_boundaries
-
-    from cytolens.report import to_display
-
-    shown = to_display(image)
-    rgb = np.repeat(shown[..., None], 3, axis=2) if shown.ndim == 2 else shown
-    rgb = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
-    rgb[find_boundaries(labels, mode="inner")] = OUTLINE_RGB
-    return rgb
 
 
 def _display_plane(image: Any) -> np.ndarray:
@@ -144,6 +121,7 @@ def nuclei_command(
 
     from cytolens.core.files import atomic_path
     from cytolens.io import find_images, imread, imwrite
+    from cytolens.report import overlay_outlines
     from cytolens.segment import measure, nuclei, nuclei_classical
     from cytolens.segment.preprocess import single_plane
 
@@ -202,7 +180,11 @@ def nuclei_command(
             with atomic_path(targets["csv"]) as tmp:
                 table.to_csv(tmp, index=False)
             tables.append(table)
-            imwrite(targets["overlay"], overlay_outlines(_display_plane(image), labels), axes="YXC")
+            imwrite(
+                targets["overlay"],
+                overlay_outlines(_display_plane(image), labels),
+                axes="YXC",
+            )
             overlays.append((path.name, targets["overlay"]))
             area = "area_um2" if "area_um2" in table else "area_px"
             rows.append(
