@@ -15,8 +15,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBPACKAGES = (
+    "classify",
     "core",
     "data",
+    "detect",
     "evaluate",
     "focus",
     "io",

@@ -61,6 +61,8 @@ def _register_subapps() -> None:
         ("focus", "Rate focus quality and find the best plane."),
         ("segment", "Segment nuclei and cells; measure them."),
         ("track", "Track cells over time."),
+        ("detect", "Detect objects with boxes: train on LabelImg/Pascal VOC annotations, predict."),
+        ("classify", "Classify protein localization in Human Protein Atlas images."),
     ):
         try:
             module = importlib.import_module(f"cytolens.{name}.cli")

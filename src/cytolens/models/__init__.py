@@ -54,6 +54,9 @@ class ModelCard(BaseModel):
     task: str
     architecture: str
     input_axes: str
+    #: How to rebuild the torch module: ``{"entry_point": "package.module:Class", "kwargs": {...}}``
+    #: (used by bioimage.io export and generic loading); empty for older cards.
+    network: dict[str, Any] = Field(default_factory=dict)
     training_data: list[str]
     training_command: str
     licence: str = "BSD-3-Clause (weights); see training_data for the data terms"
