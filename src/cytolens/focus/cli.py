@@ -32,21 +32,11 @@ _GALLERY_PAGE = 24
 
 def read_plane(path: Path) -> np.ndarray:
     """Read one 2D grey plane: singleton axes dropped, RGB(A) averaged to grey."""
+    from cytolens.core.plane import single_plane
     from cytolens.io import imread
 
-    img = imread(path)
-    data = np.asarray(img.data)
-    axes = "".join(a for a, s in zip(img.axes, data.shape, strict=True) if s != 1)
-    data = data.squeeze()
-    if axes in ("YXC", "CYX") and data.shape[axes.index("C")] in (3, 4):
-        data = np.moveaxis(data, axes.index("C"), -1)[..., :3].astype(np.float32).mean(axis=-1)
-        axes = "YX"
-    if axes != "YX":
-        raise InputError(
-            f"{path}: axes {img.axes!r} with shape {img.shape} is not a single 2D plane; "
-            "use `cytolens focus best-plane` for a z-stack"
-        )
-    return data
+    hint = "use `cytolens focus best-plane` for a z-stack"
+    return single_plane(imread(path), name=str(path), hint=hint)[0]
 
 
 def _gallery(rows: list[dict[str, Any]], out: Path) -> list[Any]:

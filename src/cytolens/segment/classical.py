@@ -16,7 +16,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from cytolens.core.errors import InputError
-from cytolens.segment.preprocess import normalized_plane, single_plane
+from cytolens.core.plane import single_plane
+from cytolens.segment.preprocess import SEGMENT_HINT, normalized_plane
 
 __all__ = [
     "DIAMETER_CALIBRATION",
@@ -156,7 +157,7 @@ def nuclei_classical(
     threshold : {"otsu", "local"}
         Global Otsu threshold, or a local mean over about four diameters.
     axes, channel, invert
-        See :func:`cytolens.segment.preprocess.single_plane` and
+        See :func:`cytolens.core.plane.single_plane` and
         :func:`~cytolens.segment.preprocess.normalized_plane`.
 
     Returns
@@ -186,7 +187,7 @@ def nuclei_classical(
 
     if threshold not in _THRESHOLDS:
         raise InputError(f"threshold must be one of {_THRESHOLDS}, got {threshold!r}")
-    plane, _ = single_plane(image, axes=axes, channel=channel)
+    plane, _ = single_plane(image, axes=axes, channel=channel, hint=SEGMENT_HINT)
     x, _ = normalized_plane(plane, invert=invert)
     d = diameter_px(diameter, pixel_size_um)
     if d is None:

@@ -47,12 +47,13 @@ class Method(str, Enum):
 
 def _display_plane(image: Any) -> np.ndarray:
     """What the overlay shows: RGB(A) as colour, else the plane the segmenter used."""
-    from cytolens.segment.preprocess import single_plane
+    from cytolens.core.plane import single_plane
+    from cytolens.segment.preprocess import SEGMENT_HINT
 
     data = np.asarray(image.data)
     if image.axes == "YXC" and data.shape[-1] in (3, 4):
         return data[..., :3]
-    return single_plane(image)[0]
+    return single_plane(image, hint=SEGMENT_HINT)[0]
 
 
 def _names(paths: list[Path]) -> list[str]:
@@ -120,10 +121,11 @@ def nuclei_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from cytolens.core.files import atomic_path
+    from cytolens.core.plane import single_plane
     from cytolens.io import find_images, imread, imwrite
     from cytolens.report import overlay_outlines
     from cytolens.segment import measure, nuclei, nuclei_classical
-    from cytolens.segment.preprocess import single_plane
+    from cytolens.segment.preprocess import SEGMENT_HINT
 
     if diameter is not None and diameter_um is not None:
         raise InputError("give --diameter (pixels) or --diameter-um (micrometres), not both")
@@ -174,7 +176,7 @@ def nuclei_command(
             # uint16 (an ImageJ hyperstack every viewer opens) unless there are too many nuclei
             stored = labels.astype(np.uint16) if labels.max() < 2**16 else labels
             imwrite(targets["labels"], stored, axes="YX", pixel_size_um=size)
-            plane = single_plane(image, axes=axes, channel=channel)[0]
+            plane = single_plane(image, axes=axes, channel=channel, hint=SEGMENT_HINT)[0]
             table = measure(labels, plane, pixel_size_um=size)
             table.insert(0, "image", path.name)
             with atomic_path(targets["csv"]) as tmp:

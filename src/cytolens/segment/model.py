@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cytolens.core.errors import InputError, ModelError
+from cytolens.core.plane import single_plane
 from cytolens.segment.classical import diameter_px, estimate_diameter
-from cytolens.segment.preprocess import normalized_plane, single_plane
+from cytolens.segment.preprocess import SEGMENT_HINT, normalized_plane
 from cytolens.segment.representation import instances_from_maps
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ class NucleusSegmenter:
         progress: Any = False,
     ) -> np.ndarray:
         """Segment nuclei in a 2-D image; see :func:`nuclei` for the parameters."""
-        plane, _ = single_plane(image, axes=axes, channel=channel)
+        plane, _ = single_plane(image, axes=axes, channel=channel, hint=SEGMENT_HINT)
         x, inverted = normalized_plane(plane, invert=invert)
         d = diameter_px(diameter, pixel_size_um)
         maps = None
