@@ -9,7 +9,74 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cytolens.core.validate import check_array
 
-__all__ = ["Normalizer", "normalize_percentile"]
+__all__ = ["Normalizer", "normalize_percentile", "sample_percentiles"]
+
+#: Pixels read by :func:`sample_percentiles` at most (16 Mi float32 = 64 MiB).
+MAX_SAMPLE = 1 << 24
+
+
+def sample_percentiles(
+    image: Any,
+    pmin: float = 1.0,
+    pmax: float = 99.8,
+    *,
+    max_pixels: int = MAX_SAMPLE,
+    max_planes: int = 8,
+) -> tuple[float, float]:
+    """Percentiles of a (possibly huge or lazy) image from a bounded, regular sample.
+
+    Tiles and frames of one image must share one intensity scale, so the
+    percentiles are taken once, on the whole image: on at most ``max_planes``
+    evenly spaced planes along the leading axes, each read with a stride over
+    the last two axes that keeps the sample below ``max_pixels`` in all.
+    Below that size the result equals ``np.percentile`` on the whole image.
+
+    Parameters
+    ----------
+    image : array_like or dask.array.Array
+        At least 2-D; the last two axes are Y and X.
+    pmin, pmax : float
+        Percentiles, ``0 <= pmin < pmax <= 100``.
+    max_pixels : int
+        Largest number of pixels read.
+    max_planes : int
+        Largest number of planes (along the leading axes) read.
+
+    Returns
+    -------
+    lo, hi : float
+
+    Raises
+    ------
+    InputError
+        If the sample holds NaN or infinite values.
+
+    Examples
+    --------
+    >>> sample_percentiles(np.arange(100.0).reshape(10, 10), 0, 100)
+    (0.0, 99.0)
+    """
+    from cytolens.core.errors import InputError
+
+    Normalizer(pmin=pmin, pmax=pmax)  # validates the percentiles
+    shape = tuple(image.shape)
+    if len(shape) < 2:
+        raise InputError(f"expected an image with at least 2 axes, got shape {shape}")
+    lead = int(np.prod(shape[:-2], dtype=np.int64))
+    picks = np.unique(np.linspace(0, lead - 1, min(max_planes, lead)).astype(int))
+    budget = max(1, max_pixels // len(picks))
+    step = 1
+    while (shape[-2] // step) * (shape[-1] // step) > budget:
+        step += 1
+    planes = []
+    for index in picks:
+        where = np.unravel_index(index, shape[:-2]) if shape[:-2] else ()
+        planes.append(np.asarray(image[where][::step, ::step], dtype=np.float32).ravel())
+    sample = np.concatenate(planes)
+    if not np.isfinite(sample).all():
+        raise InputError("image has non-finite values (NaN or inf); replace them first")
+    lo, hi = np.percentile(sample, (pmin, pmax))
+    return float(lo), float(hi)
 
 
 def normalize_percentile(

@@ -20,8 +20,9 @@ import pandas as pd
 from cytolens.core.axes import check_axes, move_axes
 from cytolens.core.errors import InputError
 from cytolens.core.image import Image
+from cytolens.core.normalize import sample_percentiles
 from cytolens.core.tiling import iter_tiles
-from cytolens.core.validate import check_array, is_dask
+from cytolens.core.validate import check_array
 from cytolens.focus.model import DEFAULT_MODEL, FocusModel, certainty, expected_level
 
 __all__ = ["FocusResult", "best_plane", "rate_focus"]
@@ -29,7 +30,6 @@ __all__ = ["FocusResult", "best_plane", "rate_focus"]
 logger = logging.getLogger(__name__)
 
 #: Largest number of pixels the normalization percentiles are computed from.
-_PERCENTILE_SAMPLE = 1 << 24
 #: Smallest accepted patch side.
 _MIN_PATCH = 16
 
@@ -165,18 +165,6 @@ def _as_2d(image: Any, name: str = "image") -> Any:
     return arr
 
 
-def _intensity_range(image: Any, pmin: float, pmax: float) -> tuple[float, float]:
-    """Percentiles of an image for normalization; from a strided sample when it is huge."""
-    step = 1
-    while (image.shape[0] // step) * (image.shape[1] // step) > _PERCENTILE_SAMPLE:
-        step += 1
-    sample = np.asarray(image[::step, ::step], dtype=np.float32)
-    if is_dask(image) and not np.isfinite(sample).all():
-        raise InputError("image has non-finite values (NaN or inf); replace them first")
-    lo, hi = np.percentile(sample, (pmin, pmax))
-    return float(lo), float(hi)
-
-
 def _check_patch_size(patch_size: Any, shape: tuple[int, ...], name: str) -> int:
     if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)):
         raise InputError(f"patch_size must be an integer, got {patch_size!r}")
@@ -241,7 +229,7 @@ def rate_focus(
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size!r}")
     fm = model if isinstance(model, FocusModel) else FocusModel.load(model, device=device)
-    lo, hi = _intensity_range(arr, fm.normalizer.pmin, fm.normalizer.pmax)
+    lo, hi = sample_percentiles(arr, fm.normalizer.pmin, fm.normalizer.pmax)
     n_rows, n_cols = arr.shape[0] // ps, arr.shape[1] // ps
     tiles = iter_tiles((n_rows * ps, n_cols * ps), ps)
     probs = np.zeros((len(tiles), fm.n_levels), np.float32)

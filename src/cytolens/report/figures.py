@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cytolens.core.files import atomic_path
+from cytolens.core.normalize import sample_percentiles
 
 __all__ = ["image_panel", "overlay_outlines", "save_figure", "to_display"]
 
@@ -33,7 +34,7 @@ def to_display(image: Any, pmin: float = 0.5, pmax: float = 99.8) -> np.ndarray:
     elif x.ndim == 3:
         x = x.max(axis=0)
     x = x.astype(np.float32)
-    lo, hi = np.percentile(x, (pmin, pmax))
+    lo, hi = sample_percentiles(np.moveaxis(x, -1, 0) if x.ndim == 3 else x, pmin, pmax)
     return np.clip((x - lo) / (hi - lo + 1e-12), 0, 1).astype(np.float32)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from cytolens.core.errors import InputError
 from cytolens.core.files import atomic_path
+from cytolens.core.normalize import sample_percentiles
 from cytolens.track.lineage import ctc_table
 
 __all__ = ["overlay_animation", "plot_lineage", "track_color"]
@@ -118,10 +119,8 @@ def plot_lineage(tracks: pd.DataFrame, *, ax: Any = None, title: str | None = No
 
 def _display_range(frames: Any) -> tuple[float, float]:
     """Percentiles (0.5, 99.8) over up to 8 evenly spaced frames, so the movie does not flicker."""
-    picks = np.linspace(0, frames.shape[0] - 1, min(8, frames.shape[0])).astype(int)
-    sample = np.concatenate([np.asarray(frames[t], np.float32)[::4, ::4].ravel() for t in picks])
-    lo, hi = np.percentile(sample, (0.5, 99.8))
-    return float(lo), float(max(hi, lo + 1e-6))
+    lo, hi = sample_percentiles(frames, 0.5, 99.8, max_pixels=1 << 20)
+    return lo, max(hi, lo + 1e-6)
 
 
 def overlay_animation(
