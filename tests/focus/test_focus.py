@@ -79,6 +79,24 @@ def test_patch_table_columns_and_probabilities(model):
     assert set(res.summary()) >= {"verdict", "mean_level", "p_in_focus", "blank_fraction"}
 
 
+def test_dask_input_and_batching_give_the_same_patches(shared_data, model):
+    import dask.array as da
+
+    img = _read(shared_data / BBBC / "BBBC006_z_aligned__a05__s1__w1_10.png")[:300, :400]
+    ref = rate_focus(img, model=model, batch_size=256)
+    lazy = rate_focus(da.from_array(img, chunks=(128, 128)), model=model, batch_size=3)
+    np.testing.assert_allclose(lazy.patches["p0"], ref.patches["p0"], atol=1e-5)
+    # each row of the table is the patch at (y0, x0), rated on its own
+    lo, hi = np.percentile(img.astype(np.float32), (model.normalizer.pmin, model.normalizer.pmax))
+    last = ref.patches.iloc[-1]
+    alone = model.predict(
+        img[None, int(last.y0) : int(last.y0) + 84, int(last.x0) : int(last.x0) + 84], lo=lo, hi=hi
+    )
+    np.testing.assert_allclose(
+        alone[0], last[[f"p{k}" for k in range(11)]].astype(float), atol=1e-5
+    )
+
+
 def test_best_plane_picks_sharpest_simulated_plane(model):
     from cytolens import data
 

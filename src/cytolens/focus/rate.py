@@ -233,16 +233,20 @@ def rate_focus(
     n_rows, n_cols = arr.shape[0] // ps, arr.shape[1] // ps
     tiles = iter_tiles((n_rows * ps, n_cols * ps), ps)
     probs = np.zeros((len(tiles), fm.n_levels), np.float32)
+    # Whole rows of patches are read at once (enough for one batch): one slice, one
+    # Dask compute, memory bounded by batch_size patches whatever the image size.
+    bands = max(1, batch_size // n_cols)
     with _Progress(progress, len(tiles), "patches") as update:
-        for start in range(0, len(tiles), batch_size):
-            chunk = tiles[start : start + batch_size]
-            batch = np.stack([np.asarray(arr[t.read], dtype=np.float32) for t in chunk])
-            if not np.isfinite(batch).all():
+        for r0 in range(0, n_rows, bands):
+            r1 = min(n_rows, r0 + bands)
+            block = np.asarray(arr[r0 * ps : r1 * ps, : n_cols * ps], dtype=np.float32)
+            if not np.isfinite(block).all():
                 raise InputError("image has non-finite values (NaN or inf); replace them first")
-            probs[start : start + len(chunk)] = fm.predict(
-                batch, lo=lo, hi=hi, batch_size=batch_size
+            patches = block.reshape(r1 - r0, ps, n_cols, ps).transpose(0, 2, 1, 3)
+            probs[r0 * n_cols : r1 * n_cols] = fm.predict(
+                patches.reshape(-1, ps, ps), lo=lo, hi=hi, batch_size=batch_size
             )
-            update(start + len(chunk))
+            update(r1 * n_cols)
     rows = np.array([t.index[0] for t in tiles], dtype=np.int64)
     cols = np.array([t.index[1] for t in tiles], dtype=np.int64)
     return _summarize(probs, rows, cols, ps, tuple(arr.shape), fm)
