@@ -1,5 +1,11 @@
 """Metrics shared by every task: instance matching, detection/segmentation/tracking scores."""
 
+from cytolens.evaluate.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    reliability,
+    scale_temperature,
+)
 from cytolens.evaluate.ctc import (
     AOGM_WEIGHTS,
     CTCMeasures,
@@ -30,10 +36,14 @@ __all__ = [
     "ctc_seg",
     "ctc_tra",
     "dsb_score",
+    "expected_calibration_error",
     "f1_score",
+    "fit_temperature",
     "iou_matrix",
     "match_counts",
     "match_instances",
     "overlap_matrix",
+    "reliability",
+    "scale_temperature",
     "segmentation_scores",
 ]
