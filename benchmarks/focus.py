@@ -131,6 +131,7 @@ def simulated(
     bench.set("sim_patches", {"object": len(obj), "blank": int(table["true_blank"].sum())})
     bench.set("sim_blank_median_certainty", round(m["blank_median_certainty"], 4))
     bench.set("sim_object_median_certainty", round(m["object_median_certainty"], 4))
+    _calibration(bench, obj, fm)
 
     # image level: ours (verdict) and classical measures (thresholds from training sources)
     from cytolens.focus.classical import focus_measures
@@ -168,6 +169,49 @@ def simulated(
     )
     _sim_figures(bench, table, test_set, fm)
     return thresholds
+
+
+def _calibration(bench: Benchmark, obj: pd.DataFrame, fm: Any) -> None:
+    """Are the probabilities honest? ECE of level and in/out call; certainty vs accuracy."""
+    import matplotlib.pyplot as plt
+
+    from cytolens.evaluate import expected_calibration_error, reliability
+
+    levels = obj[[f"p{k}" for k in range(fm.n_levels)]].to_numpy()
+    truth = obj["true_level"].to_numpy()
+    p_in = levels[:, : fm.in_focus_levels].sum(axis=1)
+    binary = np.stack([p_in, 1 - p_in], axis=1)
+    is_out = (truth >= fm.in_focus_levels).astype(int)
+    bench.set("sim_ece_level", round(expected_calibration_error(levels, truth), 4))
+    bench.set("sim_ece_in_out", round(expected_calibration_error(binary, is_out), 4))
+    # certainty (1 - normalized entropy) is not a probability: show that it ranks reliability
+    deciles = pd.qcut(obj["certainty"], 10, labels=False, duplicates="drop")
+    within = (obj["level"] - obj["true_level"]).abs() <= 1
+    by_certainty = within.groupby(deciles).mean()
+    bench.set("sim_within_one_by_certainty_decile", [round(float(v), 4) for v in by_certainty])
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.8))
+    for name, table in (
+        ("level (11 classes)", reliability(levels, truth)),
+        ("in / out of focus", reliability(binary, is_out)),
+    ):
+        ax1.plot(table["confidence"], table["accuracy"], "o-", label=name)
+    ax1.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax1.set_xlabel("predicted probability of the chosen answer")
+    ax1.set_ylabel("fraction right")
+    ax1.legend(fontsize=8)
+    ax1.set_title("reliability", fontsize=9)
+    ax2.plot(np.arange(1, len(by_certainty) + 1), by_certainty.to_numpy(), "o-")
+    ax2.set_xlabel("certainty decile (1 = least certain)")
+    ax2.set_ylabel("within-one-level accuracy")
+    ax2.set_title("certainty ranks reliability", fontsize=9)
+    fig.tight_layout()
+    bench.figure(
+        fig,
+        "sim_calibration",
+        "Simulated held-out object patches: reliability of the level and in/out probabilities "
+        "(diagonal = calibrated), and accuracy per certainty decile.",
+    )
 
 
 def _sim_figures(bench: Benchmark, table: pd.DataFrame, test_set: list, fm: Any) -> None:
@@ -428,7 +472,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.table("Image-level F1 (out of focus = positive) and Spearman, ours vs classical", summary)
     bench.text(
         f"Simulated held-out patches with objects: exact level {res['sim_exact']:.3f}, within "
-        f"one level {res['sim_within_one']:.3f}, patch F1 {res['sim_f1']:.3f}. Throughput "
+        f"one level {res['sim_within_one']:.3f}, patch F1 {res['sim_f1']:.3f}; calibration error "
+        f"(ECE) {res['sim_ece_level']:.3f} for the level, {res['sim_ece_in_out']:.3f} for the "
+        f"in/out call. Throughput "
         f"{res['patches_per_s']} patches/s for a 2048x2048 image on CPU."
     )
     json_path, md_path = bench.write()
