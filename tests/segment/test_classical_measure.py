@@ -36,6 +36,28 @@ def test_classical_estimates_the_diameter_and_reads_microns(disc_image):
     assert nuclei_classical(image, threshold="local", diameter=28).max() == 3
 
 
+def test_diameter_estimate_ignores_bright_specks(disc_image):
+    image, _ = disc_image((200, 200), [(50, 50), (50, 150), (150, 100)], 14)
+    x = (image - image.min()) / np.ptp(image)
+    rng = np.random.default_rng(0)
+    for y, c in rng.integers(5, 195, (60, 2)):  # 60 hot 3x3 specks, more than the nuclei
+        if x[y - 2 : y + 3, c - 2 : c + 3].max() < 0.5:
+            x[y - 1 : y + 2, c - 1 : c + 2] = 1.0
+    assert estimate_diameter(x) == pytest.approx(28, rel=0.2)
+
+
+def test_diameter_estimate_on_a_dark_8_bit_movie_frame(shared_data):
+    import tifffile
+
+    seq = shared_data / "tracking/ctc/Fluo-N2DH-GOWT1/01"
+    frame = tifffile.imread(seq / "t000.tif").astype(np.float32)
+    truth = tifffile.imread(seq.parent / "01_GT/TRA/man_track000.tif")
+    areas = np.bincount(truth.ravel())[1:]
+    true_diameter = 2 * np.sqrt(np.median(areas[areas > 0]) / np.pi)  # 47.7 px
+    estimate = estimate_diameter(frame / np.percentile(frame, 99.8))
+    assert estimate == pytest.approx(true_diameter, rel=0.35)
+
+
 def test_classical_handles_dark_nuclei_and_blank_images(disc_image):
     image, _ = disc_image((120, 120), [(40, 40), (80, 80)], 10)
     assert nuclei_classical(image.max() - image, diameter=20).max() == 2  # brightfield-like
