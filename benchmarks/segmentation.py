@@ -65,7 +65,7 @@ def _failure_figure(cases: list[dict[str, Any]]) -> Any:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from cytolens.segment.cli import overlay_outlines
+    from cytolens.report import overlay_outlines
 
     fig, axes = plt.subplots(len(cases), 3, figsize=(11, 3.7 * len(cases)), squeeze=False)
     for row, case in zip(axes, cases, strict=True):
