@@ -20,7 +20,7 @@ from cytolens.io.ctc import CTCSequence, read_ctc, read_ctc_tracks, write_ctc_tr
 from cytolens.io.describe import describe
 from cytolens.io.formats import READ_SUFFIXES, WRITE_SUFFIXES
 from cytolens.io.hpa import HPA_CHANNELS, hpa_composite, read_hpa
-from cytolens.io.paths import find_images
+from cytolens.io.paths import find_images, output_stems
 from cytolens.io.read import imread
 from cytolens.io.write import imwrite
 
@@ -35,6 +35,7 @@ __all__ = [
     "hpa_composite",
     "imread",
     "imwrite",
+    "output_stems",
     "read_ctc",
     "read_ctc_tracks",
     "read_hpa",

@@ -9,7 +9,7 @@ from pathlib import Path
 from cytolens.core.errors import InputError, MissingFileError
 from cytolens.io.formats import READ_SUFFIXES
 
-__all__ = ["find_images"]
+__all__ = ["find_images", "output_stems"]
 
 _GLOB_CHARS = set("*?[")
 
@@ -58,3 +58,22 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
             raise MissingFileError(f"{path}: no such file or folder")
         found.extend(f for f in files if f not in found)
     return found
+
+
+def output_stems(paths: Iterable[Path]) -> list[str]:
+    """One output name per input: the file stem, made unique when two inputs share one.
+
+    Examples
+    --------
+    >>> output_stems([Path("a/x.tif"), Path("b/x.ome.tif"), Path("y.png")])
+    ['x', 'x-2', 'y']
+    """
+    names: list[str] = []
+    for p in paths:
+        stem = p.name.split(".")[0] or p.name
+        name, k = stem, 1
+        while name in names:
+            k += 1
+            name = f"{stem}-{k}"
+        names.append(name)
+    return names

@@ -56,19 +56,6 @@ def _display_plane(image: Any) -> np.ndarray:
     return single_plane(image, hint=SEGMENT_HINT)[0]
 
 
-def _names(paths: list[Path]) -> list[str]:
-    """Output stems, made unique when two inputs share a name."""
-    names: list[str] = []
-    for p in paths:
-        stem = p.name.split(".")[0] or p.name
-        name, k = stem, 1
-        while name in names:
-            k += 1
-            name = f"{stem}-{k}"
-        names.append(name)
-    return names
-
-
 @app.command("nuclei")
 def nuclei_command(
     images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
@@ -122,7 +109,7 @@ def nuclei_command(
 
     from cytolens.core.files import atomic_path
     from cytolens.core.plane import single_plane
-    from cytolens.io import find_images, imread, imwrite
+    from cytolens.io import find_images, imread, imwrite, output_stems
     from cytolens.report import overlay_outlines
     from cytolens.segment import measure, nuclei, nuclei_classical
     from cytolens.segment.preprocess import SEGMENT_HINT
@@ -142,7 +129,7 @@ def nuclei_command(
     )
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("segmenting", total=len(paths))
-        for path, name in zip(paths, _names(paths), strict=True):
+        for path, name in zip(paths, output_stems(paths), strict=True):
             bar.update(task, description=f"segmenting {path.name}")
             image = imread(path)
             size = pixel_size_um
