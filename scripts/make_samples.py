@@ -21,6 +21,8 @@ OUT = ROOT / "src" / "cytolens" / "data" / "samples"
 TRACK_FRAMES = 20
 TRACK_WINDOW = (slice(330, 650), slice(0, 320))
 SIM_PIXEL_UM = 0.125
+# BCCD image in the detector's validation split (src/cytolens/detect/bccd_split.json)
+BLOOD_SMEAR = "BloodImage_00005"
 
 
 def main() -> None:
@@ -87,6 +89,11 @@ def main() -> None:
         for lab, t in sorted(present.items())
     ]
     (OUT / "tracking_sim_man_track.txt").write_text("\n".join(lines) + "\n")
+
+    # 4. A blood smear of the BCCD validation split (MIT) with its LabelImg annotation.
+    bccd = SHARED / "detection/bccd"
+    shutil.copyfile(bccd / f"JPEGImages/{BLOOD_SMEAR}.jpg", OUT / "blood_smear.jpg")
+    shutil.copyfile(bccd / f"Annotations/{BLOOD_SMEAR}.xml", OUT / "blood_smear.xml")
 
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"wrote {OUT} ({total / 2**20:.2f} MB)")

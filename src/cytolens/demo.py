@@ -207,6 +207,39 @@ def _tracking(report: Report, out: Path) -> None:
     report.text("Overlay animation: tracking.gif beside this report.")
 
 
+def _detection(report: Report, out: Path) -> None:
+    """Detect blood cells in the bundled smear; compare with its LabelImg annotation."""
+    from cytolens.detect import detect, validate_boxes, write_voc
+    from cytolens.evaluate.detection import detection_scores
+    from cytolens.report import draw_boxes
+
+    image = data.blood_smear()
+    truth = validate_boxes(data.blood_smear_boxes())[0]
+    t0 = time.perf_counter()
+    boxes = detect(image)
+    seconds = time.perf_counter() - t0
+    scored = detection_scores(
+        detect(image, min_score=0.01).assign(filename=truth["filename"].iloc[0]), truth
+    )
+    write_voc(boxes, out / "blood_smear.xml", filename="blood_smear.jpg", width=640, height=480)
+    counts = boxes["class"].value_counts().to_dict()
+    report.heading("Object detection")
+    report.text(
+        f"detect-bccd-v1 found {len(boxes)} boxes with confidence >= 0.7 in {seconds:.2f} s "
+        f"({', '.join(f'{n} {c}' for c, n in counts.items())}); the annotation has "
+        f"{len(truth)}. AP@0.5 on this image: "
+        + ", ".join(f"{c} {v['ap50']:.2f}" for c, v in scored["per_class"].items())
+        + ". The boxes are in blood_smear.xml (Pascal VOC: open it in LabelImg to correct them)."
+    )
+    fig = image_panel(
+        {
+            "annotation (LabelImg)": draw_boxes(image, truth, label=False),
+            "detect-bccd-v1": draw_boxes(image, boxes),
+        }
+    )
+    report.figure(save_figure(fig, out / "detection.png"), "Blood cells: annotation and boxes.")
+
+
 def _available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
@@ -219,6 +252,7 @@ SECTIONS: list[tuple[str, Callable[[Report, Path], None], str]] = [
     ("deconvolution", _deconvolution, "cytolens.restore"),
     ("nucleus segmentation", _segmentation, "cytolens.segment"),
     ("tracking", _tracking, "cytolens.track"),
+    ("object detection", _detection, "cytolens.detect"),
 ]
 
 

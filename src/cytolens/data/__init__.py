@@ -19,7 +19,16 @@ import pandas as pd
 
 from cytolens.core.image import Image
 
-__all__ = ["bead", "bead_psf", "nuclei", "sample_path", "tracking", "tracking_ground_truth"]
+__all__ = [
+    "bead",
+    "bead_psf",
+    "blood_smear",
+    "blood_smear_boxes",
+    "nuclei",
+    "sample_path",
+    "tracking",
+    "tracking_ground_truth",
+]
 
 
 def sample_path(name: str) -> Path:
@@ -96,3 +105,29 @@ def tracking_ground_truth() -> tuple[Image, pd.DataFrame]:
     return _read("tracking_sim_tra.tif", axes="TYX"), read_ctc_tracks(
         sample_path("tracking_sim_man_track.txt")
     )
+
+
+def blood_smear() -> Image:
+    """A stained blood smear (BCCD, MIT), 480x640 RGB: red cells, a white cell, platelets.
+
+    From the validation split of the shipped detector (never seen in training).
+
+    Examples
+    --------
+    >>> blood_smear().shape
+    (480, 640, 3)
+    """
+    return _read("blood_smear.jpg")
+
+
+def blood_smear_boxes() -> pd.DataFrame:
+    """The LabelImg (Pascal VOC) boxes of :func:`blood_smear` as a box table.
+
+    Examples
+    --------
+    >>> sorted(blood_smear_boxes()["class"].unique())
+    ['Platelets', 'RBC', 'WBC']
+    """
+    from cytolens.detect.annotations import read_voc
+
+    return read_voc(sample_path("blood_smear.xml"))

@@ -11,7 +11,7 @@ import numpy as np
 from cytolens.core.files import atomic_path
 from cytolens.core.normalize import sample_percentiles
 
-__all__ = ["image_panel", "overlay_outlines", "save_figure", "to_display"]
+__all__ = ["draw_boxes", "image_panel", "overlay_outlines", "save_figure", "to_display"]
 
 
 def to_display(image: Any, pmin: float = 0.5, pmax: float = 99.8) -> np.ndarray:
@@ -58,6 +58,58 @@ def overlay_outlines(
     rgb = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
     rgb[find_boundaries(np.asarray(labels), mode="inner")] = color
     return rgb
+
+
+#: Box colours per class, in order of first appearance (colour-blind friendly, Okabe-Ito).
+BOX_COLORS = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
+              (213, 94, 0), (204, 121, 167)]  # fmt: skip
+
+
+def draw_boxes(image: Any, boxes: Any, *, label: bool = True) -> np.ndarray:
+    """The image as RGB uint8 with labelled boxes (class and score) drawn on it.
+
+    Parameters
+    ----------
+    image : array_like or Image
+        ``(Y, X)``, ``(Y, X, 3|4)`` or an ``Image`` with axes ``CYX`` (shown
+        as the mean of its channels unless it has 3).
+    boxes : pandas.DataFrame
+        Columns ``class, xmin, ymin, xmax, ymax`` and optionally ``score``.
+    label : bool
+        Write ``class score`` above each box.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> b = pd.DataFrame({"class": ["a"], "xmin": [2], "ymin": [2], "xmax": [8], "ymax": [8]})
+    >>> rgb = draw_boxes(np.zeros((10, 10)), b, label=False)
+    >>> rgb.shape, rgb[2, 5].tolist()
+    ((10, 10, 3), [230, 159, 0])
+    """
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    from cytolens.core.image import Image
+
+    data = image.data if isinstance(image, Image) else image
+    x = np.asarray(data)
+    if isinstance(image, Image) and image.axes == "CYX":
+        x = np.moveaxis(x, 0, -1) if x.shape[0] == 3 else x.mean(axis=0)
+    shown = to_display(x)
+    rgb = (np.repeat(shown[..., None], 3, axis=2) if shown.ndim == 2 else shown) * 255
+    canvas = PILImage.fromarray(rgb.astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    classes = list(dict.fromkeys(boxes["class"])) if len(boxes) else []
+    width = max(1, round(max(canvas.size) / 400))
+    for _, row in boxes.iterrows():
+        color = BOX_COLORS[classes.index(row["class"]) % len(BOX_COLORS)]
+        x0, y0 = float(row["xmin"]), float(row["ymin"])
+        x1, y1 = float(row["xmax"]) - 1, float(row["ymax"]) - 1
+        draw.rectangle([x0, y0, x1, y1], outline=color, width=width)
+        if label:
+            text = str(row["class"]) + (f" {row['score']:.2f}" if "score" in row else "")
+            draw.text((x0 + 2, max(0.0, y0 - 11)), text, fill=color)
+    return np.asarray(canvas)
 
 
 def image_panel(images: dict[str, Any], *, cmap: str = "gray", ncols: int | None = None) -> Any:

@@ -1,0 +1,162 @@
+"""Train the shipped blood-cell detector ``detect-bccd-v1`` on CPU from BCCD.
+
+Data: ../shared/data/detection/bccd (Shenggan/BCCD_Dataset, MIT; 292 blood
+smear images 640x480 with Pascal VOC boxes of RBC, WBC and Platelets). The
+validation split is fixed: ``numpy.random.default_rng(0).permutation`` of the
+sorted image stems, the first 20 % -> validation (never seen in training);
+the ids are written to ``src/cytolens/detect/bccd_split.json``.
+
+    python scripts/train/detection.py            # ~40 min on 2 cores
+    python scripts/train/detection.py --steps 50 --out /tmp/models   # smoke run
+
+The network sees the images at half resolution (320x240; platelets are then
+~20 px, white cells ~100 px). The model card records the validation mAP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data" / "detection" / "bccd"
+SPLIT_FILE = ROOT / "src" / "cytolens" / "detect" / "bccd_split.json"
+NAME = "detect-bccd-v1"
+CLASSES = ["RBC", "WBC", "Platelets"]
+VAL_FRACTION = 0.2
+
+logger = logging.getLogger("train.detection")
+
+
+def make_split(seed: int = 0) -> dict[str, list[str]]:
+    """The fixed validation split (written once, then read back)."""
+    stems = sorted(p.stem for p in (SHARED / "Annotations").glob("*.xml"))
+    order = np.random.default_rng(seed).permutation(len(stems))
+    n_val = round(VAL_FRACTION * len(stems))
+    val = sorted(stems[i] for i in order[:n_val])
+    train = sorted(stems[i] for i in order[n_val:])
+    return {
+        "dataset": "BCCD (Shenggan/BCCD_Dataset, commit d272fb14, MIT)",
+        "rule": f"numpy.random.default_rng({seed}).permutation of the sorted stems; first "
+        f"round({VAL_FRACTION} * n) -> validation",
+        "seed": seed,
+        "validation": val,
+        "train": train,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--batch-size", type=int, default=12)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="registry root (default: package)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    if not SHARED.exists():
+        sys.exit(f"{SHARED} not found: the shared data folder must sit beside the repository")
+
+    import pandas as pd
+
+    from cytolens.detect.annotations import read_voc, validate_boxes
+    from cytolens.detect.model import Detector
+    from cytolens.detect.train import TrainConfig, load_examples, train_detector
+    from cytolens.evaluate.detection import detection_scores
+    from cytolens.models import ModelCard, save_model
+
+    t0 = time.perf_counter()
+    split = make_split(args.seed)
+    SPLIT_FILE.write_text(json.dumps(split, indent=1) + "\n")
+    table = pd.concat(
+        [read_voc(SHARED / "Annotations" / f"{s}.xml") for s in split["train"]], ignore_index=True
+    )
+    cfg = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        width=args.width,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    examples = load_examples(
+        table, SHARED / "JPEGImages", classes=CLASSES, channels=3, scale=cfg.scale
+    )
+    logger.info("%d training images, %d boxes", len(examples), len(table))
+    t_train = time.perf_counter()
+    net = train_detector(examples, CLASSES, config=cfg)
+    train_s = time.perf_counter() - t_train
+
+    kwargs = {"in_channels": 3, "n_classes": len(CLASSES), "width": cfg.width}
+    card = ModelCard(
+        name=NAME,
+        version="1.0.0",
+        task="object detection: boxes of red cells, white cells and platelets in blood smears",
+        architecture=(
+            f"CenterNet (objects as points) on a 4-stage conv backbone, width {cfg.width}, with a "
+            f"top-down path to stride 4; heads: class heatmap, log box size, centre offset "
+            f"({sum(p.numel() for p in net.parameters())} parameters)"
+        ),
+        input_axes="YXC",
+        network={"entry_point": "cytolens.detect.network:CenterNet", "kwargs": kwargs},
+        training_data=[
+            "BCCD (Shenggan/BCCD_Dataset, commit d272fb14cdff6e473fafeeeba32aba5f560e9e43, MIT): "
+            f"{len(split['train'])} training images; {len(split['validation'])} validation "
+            "images held out (src/cytolens/detect/bccd_split.json)",
+        ],
+        training_command="python scripts/train/detection.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items()) if k != "out"
+        ),
+        licence="BSD-3-Clause (weights); training data MIT",
+        normalization={"kind": "percentile", "pmin": 1.0, "pmax": 99.8, "per_channel": True},
+        parameters={
+            "classes": CLASSES,
+            "scale": cfg.scale,
+            "overlap": cfg.overlap,
+            "min_score": 0.7,
+            "train_config": cfg.model_dump(),
+            "split_file": "src/cytolens/detect/bccd_split.json",
+        },
+        metrics={"train_s": round(train_s, 1)},
+        description="Boxes with a class and a confidence; keep those above 0.7 (default).",
+    )
+    folder = save_model(net.state_dict(), card, root=args.out)
+
+    # validation mAP with the saved model, through the public prediction path
+    det = Detector.load(folder, device="cpu")
+    truth, preds = [], []
+    from cytolens.io import imread
+
+    for stem in split["validation"]:
+        t = validate_boxes(read_voc(SHARED / "Annotations" / f"{stem}.xml"), classes=CLASSES)[0]
+        truth.append(t)
+        p = det.predict(imread(SHARED / "JPEGImages" / f"{stem}.jpg"), min_score=0.01)
+        preds.append(p.assign(filename=t["filename"].iloc[0] if len(t) else f"{stem}.jpg"))
+    scores = detection_scores(
+        pd.concat(preds, ignore_index=True), pd.concat(truth, ignore_index=True)
+    )
+    metrics = {
+        "val_map50": round(scores["map50"], 4),
+        "val_map50_95": round(scores["map50_95"], 4),
+        "val_ap50_per_class": {c: round(v["ap50"], 4) for c, v in scores["per_class"].items()},
+        "metrics_on": f"{len(split['validation'])} validation images (all boxes, min_score 0.01)",
+        "train_s": round(train_s, 1),
+        "total_s": round(time.perf_counter() - t0, 1),
+        "train_threads": args.threads,
+    }
+    logger.info("validation: %s", json.dumps(metrics))
+    save_model(net.state_dict(), card.model_copy(update={"metrics": metrics}), root=args.out)
+    logger.info("wrote %s", folder)
+
+
+if __name__ == "__main__":
+    main()

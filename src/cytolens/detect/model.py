@@ -1,0 +1,285 @@
+"""Detect objects with a trained :class:`~cytolens.detect.network.CenterNet`.
+
+Prediction, for an image of any size:
+
+1. channels last -> ``(C, Y, X)`` float32; each channel scaled by its
+   percentiles 1 and 99.8 over the whole image (bounded sample, so tiles agree);
+2. resized by the model's ``scale`` (0.5 for ``detect-bccd-v1``: the network
+   sees BCCD's 640x480 fields at 320x240);
+3. cut into overlapping tiles by :func:`cytolens.core.tiling.iter_tiles`;
+   each object belongs to the one tile whose core holds its centre, and the
+   halo (``overlap``, larger than half the largest object) lets that tile see
+   the object whole;
+4. per tile: heatmap peaks (3x3 maxima) above ``min_score`` become boxes,
+   then class-wise non-maximum suppression over the whole image.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cytolens.core.errors import InputError, ModelError
+from cytolens.core.normalize import sample_percentiles
+from cytolens.core.validate import check_array
+
+__all__ = ["DEFAULT_MODEL", "Detector", "detect", "prepare_image"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "detect-bccd-v1"
+#: Default score threshold: boxes below it are not reported.
+MIN_SCORE = 0.7
+
+
+def prepare_image(image: Any, *, channels: int, name: str = "image") -> np.ndarray:
+    """``(C, Y, X)`` float32, each channel scaled by its percentiles 1 and 99.8.
+
+    Accepts ``(Y, X)``, ``(Y, X, C)`` (colour, channels last, as read from
+    JPEG/PNG) or an :class:`~cytolens.core.image.Image` with a ``C`` axis
+    first or last. An RGBA image loses its alpha channel; a grey image is
+    repeated to ``channels`` when the model expects 3.
+
+    Examples
+    --------
+    >>> prepare_image(np.zeros((8, 10, 3), np.uint8), channels=3).shape
+    (3, 8, 10)
+    """
+    from cytolens.core.image import Image
+
+    if isinstance(image, Image):
+        name = str(image.path or name)
+        data = np.asarray(image.data)
+        if image.axes == "CYX":
+            data = np.moveaxis(data, 0, -1)
+        elif image.axes not in ("YX", "YXC"):
+            raise InputError(f"{name} has axes {image.axes!r}; expected YX, YXC or CYX")
+    else:
+        data = np.asarray(image)
+    data = np.asarray(check_array(data, name=name))
+    if data.ndim == 2:
+        data = data[..., None]
+    if data.ndim != 3:
+        raise InputError(f"{name} has shape {data.shape}; expected (Y, X) or (Y, X, C)")
+    if data.shape[-1] == 4 and channels == 3:
+        data = data[..., :3]
+    if data.shape[-1] == 1 and channels == 3:
+        data = np.repeat(data, 3, axis=-1)
+    if data.shape[-1] != channels:
+        raise InputError(
+            f"{name} has {data.shape[-1]} channel(s) (shape {data.shape}); the model expects "
+            f"{channels}"
+        )
+    out = np.empty((channels, *data.shape[:2]), np.float32)
+    for c in range(channels):
+        lo, hi = sample_percentiles(data[..., c], 1.0, 99.8)
+        out[c] = (data[..., c].astype(np.float32) - lo) / max(hi - lo, 1e-6)
+    return out
+
+
+@dataclass
+class Detector:
+    """A loaded detector: network, class names and the constants of its card.
+
+    Use :meth:`load`; :meth:`predict` returns a box table.
+    """
+
+    net: Any
+    device: Any
+    name: str
+    classes: list[str]
+    in_channels: int
+    scale: float
+    overlap: int
+    card: Any
+
+    @classmethod
+    def load(
+        cls, model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: Any = "auto"
+    ) -> Detector:
+        """Load a shipped model by name, or a model folder written by training.
+
+        Raises
+        ------
+        cytolens.core.errors.ModelError
+            Unknown model, weights that fail their checksum or do not fit.
+        """
+        from cytolens.core.devices import resolve_device
+
+        return _load_cached(str(model), str(resolve_device(device)))
+
+    def predict(
+        self,
+        image: Any,
+        *,
+        min_score: float = MIN_SCORE,
+        iou_threshold: float = 0.5,
+        tile_size: int = 512,
+        max_per_tile: int = 300,
+        name: str = "image",
+    ) -> pd.DataFrame:
+        """Boxes of one image: ``class, xmin, ymin, xmax, ymax, score`` in input pixels."""
+        import torch
+
+        from cytolens.core.tiling import iter_tiles
+        from cytolens.detect.boxes import batched_nms
+
+        if not 0 <= min_score <= 1:
+            raise InputError(f"min_score must be in [0, 1], got {min_score!r}")
+        x = prepare_image(image, channels=self.in_channels, name=name)
+        height, width = x.shape[1:]
+        x = _rescale(x, self.scale)
+        shape = x.shape[1:]
+        halo = tuple(0 if n <= tile_size else self.overlap for n in shape)
+        tiles = iter_tiles(shape, tile_size, halo)
+        found = []
+        with torch.inference_mode():
+            for t in tiles:
+                patch = x[(slice(None), *t.read)]
+                boxes, scores, labels = self._decode(patch, min_score, max_per_tile)
+                y0, x0 = t.read[0].start, t.read[1].start
+                boxes[:, [0, 2]] += x0
+                boxes[:, [1, 3]] += y0
+                cy, cx = (boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2
+                own = (
+                    (cy >= t.write[0].start) & (cy < t.write[0].stop)
+                    & (cx >= t.write[1].start) & (cx < t.write[1].stop)
+                )  # fmt: skip
+                found.append((boxes[own], scores[own], labels[own]))
+        boxes = torch.cat([f[0] for f in found])
+        scores = torch.cat([f[1] for f in found])
+        labels = torch.cat([f[2] for f in found])
+        keep = batched_nms(boxes, scores, labels, iou_threshold)
+        boxes = (boxes[keep] / self.scale).numpy()
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+        table = pd.DataFrame(
+            {
+                "class": [self.classes[i] for i in labels[keep].tolist()],
+                "xmin": boxes[:, 0].round(1),
+                "ymin": boxes[:, 1].round(1),
+                "xmax": boxes[:, 2].round(1),
+                "ymax": boxes[:, 3].round(1),
+                "score": scores[keep].numpy().round(4),
+            }
+        )
+        return table.sort_values("score", ascending=False, ignore_index=True)
+
+    def _decode(self, patch: np.ndarray, min_score: float, top_k: int) -> tuple[Any, Any, Any]:
+        """Boxes (in patch pixels), scores and class indices of one patch."""
+        import torch
+
+        from cytolens.detect.network import STRIDE
+
+        _c, h, w = patch.shape
+        ph, pw = -h % 16, -w % 16
+        t = torch.from_numpy(np.pad(patch, ((0, 0), (0, ph), (0, pw)), mode="reflect"))
+        heat, size, offset = self.net(t[None].to(self.device))
+        heat = torch.sigmoid(heat[0].float()).cpu()
+        size, offset = size[0].float().cpu(), offset[0].float().cpu()
+        peaks = heat * (heat == torch.nn.functional.max_pool2d(heat[None], 3, 1, 1)[0])
+        scores, flat = peaks.reshape(-1).topk(min(top_k, peaks.numel()))
+        keep = scores >= min_score
+        scores, flat = scores[keep], flat[keep]
+        n_pix = heat.shape[1] * heat.shape[2]
+        labels, pix = flat // n_pix, flat % n_pix
+        gy, gx = pix // heat.shape[2], pix % heat.shape[2]
+        cx = (gx.float() + offset[0].reshape(-1)[pix]) * STRIDE
+        cy = (gy.float() + offset[1].reshape(-1)[pix]) * STRIDE
+        bw = torch.exp(size[0].reshape(-1)[pix])
+        bh = torch.exp(size[1].reshape(-1)[pix])
+        boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=1)
+        inside = (cy < h) & (cx < w)  # peaks in the reflected padding are mirrors
+        return boxes[inside], scores[inside], labels[inside]
+
+
+def _rescale(x: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1:
+        return x
+    import torch
+
+    t = torch.from_numpy(x)[None]
+    size = [max(16, round(n * scale)) for n in x.shape[1:]]
+    return torch.nn.functional.interpolate(t, size=size, mode="area" if scale < 1 else "bilinear")[
+        0
+    ].numpy()
+
+
+@cache
+def _load_cached(model: str, device: str) -> Detector:
+    import torch
+
+    from cytolens.detect.network import CenterNet
+    from cytolens.models import load_card, load_state_dict
+
+    path = Path(model)
+    root, name = (path.parent, path.name) if path.is_dir() else (None, model)
+    card = load_card(name, root=root)
+    params = card.parameters
+    net = CenterNet(**card.network["kwargs"])
+    try:
+        net.load_state_dict(load_state_dict(name, root=root))
+    except RuntimeError as exc:
+        raise ModelError(f"weights of {model!r} do not fit its architecture: {exc}") from None
+    dev = torch.device(device)
+    net.to(dev).eval()
+    return Detector(
+        net=net,
+        device=dev,
+        name=name,
+        classes=list(params["classes"]),
+        in_channels=int(card.network["kwargs"]["in_channels"]),
+        scale=float(params["scale"]),
+        overlap=int(params["overlap"]),
+        card=card,
+    )
+
+
+def detect(
+    image: Any,
+    *,
+    model: str | os.PathLike[str] | Detector = DEFAULT_MODEL,
+    min_score: float = MIN_SCORE,
+    iou_threshold: float = 0.5,
+    device: Any = "auto",
+) -> pd.DataFrame:
+    """Detect objects: one row per box with its class and confidence.
+
+    Parameters
+    ----------
+    image : array_like or Image
+        ``(Y, X)``, ``(Y, X, C)`` or an ``Image``; any size (tiled).
+    model : str, path or Detector
+        A shipped model name, a folder written by ``cytolens detect train``,
+        or a loaded :class:`Detector`.
+    min_score : float
+        Boxes with a lower confidence are dropped (default 0.7).
+    iou_threshold : float
+        Boxes of one class overlapping more than this are merged (NMS).
+    device : {"auto", "cpu", "cuda", "mps"}
+        Where the network runs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``class, xmin, ymin, xmax, ymax, score`` (pixels of the input,
+        ``xmax``/``ymax`` exclusive), sorted by decreasing score.
+
+    Examples
+    --------
+    >>> from cytolens import data
+    >>> boxes = detect(data.blood_smear().data, device="cpu")
+    >>> list(boxes.columns)
+    ['class', 'xmin', 'ymin', 'xmax', 'ymax', 'score']
+    >>> bool((boxes["score"] >= 0.7).all())
+    True
+    """
+    det = model if isinstance(model, Detector) else Detector.load(model, device=device)
+    return det.predict(image, min_score=min_score, iou_threshold=iou_threshold)
