@@ -63,6 +63,7 @@ def _register_subapps() -> None:
         ("track", "Track cells over time."),
         ("detect", "Detect objects with boxes: train on LabelImg/Pascal VOC annotations, predict."),
         ("classify", "Classify protein localization in Human Protein Atlas images."),
+        ("models", "List, inspect and export the shipped models."),
     ):
         try:
             module = importlib.import_module(f"cytolens.{name}.cli")

@@ -32,6 +32,7 @@ from cytolens.core.files import atomic_path
 
 __all__ = [
     "ModelCard",
+    "build_network",
     "list_models",
     "load_card",
     "load_state_dict",
@@ -118,6 +119,81 @@ def load_state_dict(name: str, *, root: str | os.PathLike[str] | None = None) ->
             f"({card.sha256[:12]}...); the file is damaged or was replaced"
         )
     return torch.load(weights, map_location="cpu", weights_only=True)
+
+
+def _locate(
+    name_or_path: str | os.PathLike[str], root: str | os.PathLike[str] | None
+) -> tuple[str, str | os.PathLike[str] | None]:
+    """``(name, root)`` of a model given by name or by its folder (holding ``card.yaml``)."""
+    folder = Path(name_or_path)
+    if root is None and (folder / CARD_FILE).is_file():
+        return folder.resolve().name, folder.resolve().parent
+    return str(name_or_path), root
+
+
+def network_class(card: ModelCard) -> Any:
+    """The torch module class named by ``card.network["entry_point"]`` (``"pkg.mod:Class"``)."""
+    import importlib
+
+    entry = card.network.get("entry_point") if card.network else None
+    if not entry:
+        raise ModelError(
+            f"model card of {card.name!r} has no 'network' entry "
+            '(expected {"entry_point": "package.module:Class", "kwargs": {...}})'
+        )
+    module_name, _, attr = str(entry).partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ModelError(
+            f"model card of {card.name!r}: network entry point {entry!r} cannot be imported "
+            f"({exc}); expected 'package.module:Class'"
+        ) from None
+    return cls
+
+
+def build_network(
+    name_or_path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+) -> Any:
+    """Rebuild a model's torch module from its card and load its checked weights.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A shipped model's name (``"nuclei-v1"``) or a model folder holding
+        ``card.yaml`` and ``weights.pt``.
+    root : path-like, optional
+        Folder of model folders (default: the weights shipped in the package).
+
+    Returns
+    -------
+    torch.nn.Module
+        The network in eval mode on the CPU.
+
+    Raises
+    ------
+    ModelError
+        If the model is unknown, its card has no ``network`` entry, the
+        weights fail the sha256 check or do not fit the network.
+
+    Examples
+    --------
+    >>> net = build_network("focus-miq-v1")
+    >>> type(net).__name__, net.training
+    ('FocusNet', False)
+    """
+    name, root = _locate(name_or_path, root)
+    card = load_card(name, root=root)
+    cls = network_class(card)
+    try:
+        net = cls(**dict(card.network.get("kwargs") or {}))
+    except TypeError as exc:
+        raise ModelError(f"model card of {card.name!r}: bad network kwargs ({exc})") from None
+    try:
+        net.load_state_dict(load_state_dict(name, root=root))
+    except RuntimeError as exc:
+        raise ModelError(f"weights of {name!r} do not fit its network: {exc}") from None
+    return net.eval()
 
 
 def save_model(
