@@ -62,8 +62,8 @@ def command(
         typer.Option("--labels", help="The input is a label movie already: track, don't segment."),
     ] = False,
     segmenter: Annotated[
-        str, typer.Option(help="Per-frame segmentation: auto, threshold or nuclei.")
-    ] = "auto",
+        str, typer.Option(help="Per-frame segmentation: threshold (default), nuclei or auto.")
+    ] = "threshold",
     max_distance: Annotated[
         float | None,
         typer.Option(help="Largest displacement between frames, pixels (default: from the data)."),

@@ -189,7 +189,7 @@ def track(
 def track_movie(
     frames: Any,
     *,
-    segmenter: str | Callable[[np.ndarray], Any] = "auto",
+    segmenter: str | Callable[[np.ndarray], Any] = "threshold",
     config: TrackerConfig | None = None,
     progress: ProgressCallback | None = None,
     **options: Any,
@@ -201,8 +201,10 @@ def track_movie(
     frames : array_like or Image
         Raw movie ``TYX`` (or ``TZYX``); an Image is reordered.
     segmenter : {"auto", "threshold", "nuclei"} or callable
-        ``"threshold"``: the classical baseline
-        :func:`~cytolens.track.segmentation.segment_threshold`;
+        ``"threshold"`` (default): the classical baseline
+        :func:`~cytolens.track.segmentation.segment_threshold`, which tracks the
+        Cell Tracking Challenge movies better than the learned model
+        (``python benchmarks/tracking.py``);
         ``"nuclei"``: :func:`cytolens.segment.nuclei`; ``"auto"``: the latter
         when cytolens.segment provides it, else the baseline. A callable
         takes one frame and returns its label image.
