@@ -232,10 +232,11 @@ def _normalize(x: np.ndarray, card: ModelCard, n_channels: int) -> np.ndarray:
             f"model {card.name!r}: normalization kind {norm.get('kind')!r} cannot be "
             "exported; expected 'percentile'"
         )
+    from cytolens.core.normalize import normalize_percentile
+
     reduce = (2, 3) if _percentile_axes(card, n_channels) == ["y", "x"] else (1, 2, 3)
-    lo = np.percentile(x, float(norm.get("pmin", 1.0)), axis=reduce, keepdims=True)
-    hi = np.percentile(x, float(norm.get("pmax", 99.8)), axis=reduce, keepdims=True)
-    return ((x - lo) / (hi - lo + SCALE_RANGE_EPS)).astype(np.float32)
+    pmin, pmax = float(norm.get("pmin", 1.0)), float(norm.get("pmax", 99.8))
+    return normalize_percentile(x, pmin, pmax, axis=reduce, eps=SCALE_RANGE_EPS)
 
 
 def _as_tuple(y: Any) -> tuple[Any, ...]:
