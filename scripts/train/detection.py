@@ -10,7 +10,10 @@ the ids are written to ``src/cytolens/detect/bccd_split.json``.
     python scripts/train/detection.py --steps 50 --out /tmp/models   # smoke run
 
 The network sees the images at half resolution (320x240; platelets are then
-~20 px, white cells ~100 px). The model card records the validation mAP.
+~20 px, white cells ~100 px). After training, the per-class score pivots
+(raw score of best F1 on the *training* images, mapped to the default
+threshold 0.7 at prediction) and the validation mAP go into the model card.
+``--calibrate-only`` redoes that last step for the saved model.
 """
 
 from __future__ import annotations
@@ -53,13 +56,18 @@ def make_split(seed: int = 0) -> dict[str, list[str]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=12)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="registry root (default: package)")
+    parser.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="skip training: refit the score pivots and validation metrics of the saved model",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     if not SHARED.exists():
@@ -69,81 +77,103 @@ def main(argv: list[str] | None = None) -> None:
 
     from cytolens.detect.annotations import read_voc, validate_boxes
     from cytolens.detect.model import Detector
-    from cytolens.detect.train import TrainConfig, load_examples, train_detector
+    from cytolens.detect.train import (
+        TrainConfig,
+        fit_score_pivots,
+        load_examples,
+        train_detector,
+    )
     from cytolens.evaluate.detection import detection_scores
     from cytolens.models import ModelCard, save_model
 
     t0 = time.perf_counter()
     split = make_split(args.seed)
     SPLIT_FILE.write_text(json.dumps(split, indent=1) + "\n")
-    table = pd.concat(
-        [read_voc(SHARED / "Annotations" / f"{s}.xml") for s in split["train"]], ignore_index=True
-    )
-    cfg = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        width=args.width,
-        seed=args.seed,
-        threads=args.threads,
-    )
-    examples = load_examples(
-        table, SHARED / "JPEGImages", classes=CLASSES, channels=3, scale=cfg.scale
-    )
-    logger.info("%d training images, %d boxes", len(examples), len(table))
-    t_train = time.perf_counter()
-    net = train_detector(examples, CLASSES, config=cfg)
-    train_s = time.perf_counter() - t_train
-
-    kwargs = {"in_channels": 3, "n_classes": len(CLASSES), "width": cfg.width}
-    card = ModelCard(
-        name=NAME,
-        version="1.0.0",
-        task="object detection: boxes of red cells, white cells and platelets in blood smears",
-        architecture=(
-            f"CenterNet (objects as points) on a 4-stage conv backbone, width {cfg.width}, with a "
-            f"top-down path to stride 4; heads: class heatmap, log box size, centre offset "
-            f"({sum(p.numel() for p in net.parameters())} parameters)"
-        ),
-        input_axes="YXC",
-        network={"entry_point": "cytolens.detect.network:CenterNet", "kwargs": kwargs},
-        training_data=[
-            "BCCD (Shenggan/BCCD_Dataset, commit d272fb14cdff6e473fafeeeba32aba5f560e9e43, MIT): "
-            f"{len(split['train'])} training images; {len(split['validation'])} validation "
-            "images held out (src/cytolens/detect/bccd_split.json)",
-        ],
-        training_command="python scripts/train/detection.py "
-        + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items()) if k != "out"
-        ),
-        licence="BSD-3-Clause (weights); training data MIT",
-        normalization={"kind": "percentile", "pmin": 1.0, "pmax": 99.8, "per_channel": True},
-        parameters={
-            "classes": CLASSES,
-            "scale": cfg.scale,
-            "overlap": cfg.overlap,
-            "min_score": 0.7,
-            "train_config": cfg.model_dump(),
-            "split_file": "src/cytolens/detect/bccd_split.json",
-        },
-        metrics={"train_s": round(train_s, 1)},
-        description="Boxes with a class and a confidence; keep those above 0.7 (default).",
-    )
-    folder = save_model(net.state_dict(), card, root=args.out)
-
-    # validation mAP with the saved model, through the public prediction path
-    det = Detector.load(folder, device="cpu")
-    truth, preds = [], []
     from cytolens.io import imread
+    from cytolens.models import load_card, load_state_dict
 
-    for stem in split["validation"]:
-        t = validate_boxes(read_voc(SHARED / "Annotations" / f"{stem}.xml"), classes=CLASSES)[0]
-        truth.append(t)
-        p = det.predict(imread(SHARED / "JPEGImages" / f"{stem}.jpg"), min_score=0.01)
-        preds.append(p.assign(filename=t["filename"].iloc[0] if len(t) else f"{stem}.jpg"))
-    scores = detection_scores(
-        pd.concat(preds, ignore_index=True), pd.concat(truth, ignore_index=True)
-    )
+    if args.calibrate_only:
+        card = load_card(NAME, root=args.out)
+        state = load_state_dict(NAME, root=args.out)
+        train_s = float(card.metrics.get("train_s", float("nan")))
+        threads = card.metrics.get("train_threads", args.threads)
+    else:
+        table = pd.concat(
+            [read_voc(SHARED / "Annotations" / f"{s}.xml") for s in split["train"]],
+            ignore_index=True,
+        )
+        cfg = TrainConfig(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            width=args.width,
+            seed=args.seed,
+            threads=args.threads,
+        )
+        examples = load_examples(
+            table, SHARED / "JPEGImages", classes=CLASSES, channels=3, scale=cfg.scale
+        )
+        logger.info("%d training images, %d boxes", len(examples), len(table))
+        t_train = time.perf_counter()
+        net = train_detector(examples, CLASSES, config=cfg)
+        train_s = time.perf_counter() - t_train
+        threads = args.threads
+        state = net.state_dict()
+        kwargs = {"in_channels": 3, "n_classes": len(CLASSES), "width": cfg.width}
+        card = ModelCard(
+            name=NAME,
+            version="1.0.0",
+            task="object detection: boxes of red cells, white cells and platelets in blood smears",
+            architecture=(
+                f"CenterNet (objects as points) on a 4-stage conv backbone, width {cfg.width}, "
+                f"with a top-down path to stride 4; heads: class heatmap, log box size, centre "
+                f"offset ({sum(p.numel() for p in net.parameters())} parameters)"
+            ),
+            input_axes="YXC",
+            network={"entry_point": "cytolens.detect.network:CenterNet", "kwargs": kwargs},
+            training_data=[
+                "BCCD (Shenggan/BCCD_Dataset, commit d272fb14cdff6e473fafeeeba32aba5f560e9e43, "
+                f"MIT): {len(split['train'])} training images; {len(split['validation'])} "
+                "validation images held out (src/cytolens/detect/bccd_split.json)",
+            ],
+            training_command="python scripts/train/detection.py "
+            + " ".join(
+                f"--{k.replace('_', '-')} {v}"
+                for k, v in sorted(vars(args).items())
+                if k not in ("out", "calibrate_only")
+            ),
+            licence="BSD-3-Clause (weights); training data MIT",
+            normalization={"kind": "percentile", "pmin": 1.0, "pmax": 99.8, "per_channel": True},
+            parameters={
+                "classes": CLASSES,
+                "scale": cfg.scale,
+                "overlap": cfg.overlap,
+                "min_score": 0.7,
+                "train_config": cfg.model_dump(),
+                "split_file": "src/cytolens/detect/bccd_split.json",
+            },
+            metrics={"train_s": round(train_s, 1)},
+            description="Boxes with a class and a confidence; keep those above 0.7 (default).",
+        )
+    params = {k: v for k, v in card.parameters.items() if k != "score_pivots"}
+    folder = save_model(state, card.model_copy(update={"parameters": params}), root=args.out)
+
+    # through the public prediction path: raw scores (no pivots yet) on both splits
+    det = Detector.load(folder, device="cpu")
+
+    def run(stems: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        truth, preds = [], []
+        for stem in stems:
+            t = validate_boxes(read_voc(SHARED / "Annotations" / f"{stem}.xml"), classes=CLASSES)
+            t = t[0]
+            truth.append(t)
+            p = det.predict(imread(SHARED / "JPEGImages" / f"{stem}.jpg"), min_score=0.01)
+            preds.append(p.assign(filename=t["filename"].iloc[0] if len(t) else f"{stem}.jpg"))
+        return pd.concat(preds, ignore_index=True), pd.concat(truth, ignore_index=True)
+
+    pivots = fit_score_pivots(*run(split["train"]), CLASSES)
+    logger.info("score pivots (training images, best F1 at IoU 0.5): %s", pivots)
+    scores = detection_scores(*run(split["validation"]))
     metrics = {
         "val_map50": round(scores["map50"], 4),
         "val_map50_95": round(scores["map50_95"], 4),
@@ -151,10 +181,13 @@ def main(argv: list[str] | None = None) -> None:
         "metrics_on": f"{len(split['validation'])} validation images (all boxes, min_score 0.01)",
         "train_s": round(train_s, 1),
         "total_s": round(time.perf_counter() - t0, 1),
-        "train_threads": args.threads,
+        "train_threads": threads,
     }
     logger.info("validation: %s", json.dumps(metrics))
-    save_model(net.state_dict(), card.model_copy(update={"metrics": metrics}), root=args.out)
+    final = card.model_copy(
+        update={"metrics": metrics, "parameters": {**params, "score_pivots": pivots}}
+    )
+    save_model(state, final, root=args.out)
     logger.info("wrote %s", folder)
 
 

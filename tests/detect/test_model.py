@@ -105,6 +105,36 @@ def test_fine_tuning_replaces_the_class_head(detector):
     # the backbone starts from the shipped weights (changed only by two small steps)
     w0 = detector.net.stages[0][0][0].weight
     assert torch.allclose(net.stages[0][0][0].weight, w0, atol=0.05)
+    # three classes again, but other names: the head must not be reused
+    cfg = TrainConfig(steps=1, batch_size=1, crop=64, width=16, lr=1e-9, threads=1)
+    names = ["a", "b", "c"]
+    same = train_detector([ex], detector.classes, config=cfg, initial=detector.net,
+                          initial_classes=detector.classes)  # fmt: skip
+    other = train_detector([ex], names, config=cfg, initial=detector.net,
+                           initial_classes=detector.classes)  # fmt: skip
+    head = detector.net.heat[-1].weight
+    assert torch.allclose(same.heat[-1].weight, head, atol=1e-6)
+    assert not torch.allclose(other.heat[-1].weight, head, atol=1e-3)
+
+
+def test_score_calibration_keeps_ranking_and_moves_the_pivot_to_the_default():
+    from cytolens.detect.model import calibrate_score
+    from cytolens.detect.train import fit_score_pivots
+
+    raw = np.linspace(0, 1, 101)
+    cal = calibrate_score(raw, pivot=0.3)
+    assert np.all(np.diff(cal) > 0) and cal[0] == 0 and cal[-1] == pytest.approx(1)
+    assert calibrate_score(0.3, pivot=0.3) == pytest.approx(0.7)
+    with pytest.raises(InputError, match="pivot"):
+        calibrate_score(raw, pivot=1.0)
+    # 4 true boxes; predictions: 3 hits at 0.5, 0.45, 0.4 then misses below -> pivot 0.4
+    truth = pd.DataFrame({"filename": "a", "class": "c", "xmin": [0, 20, 40, 60],
+                          "ymin": 0, "xmax": [10, 30, 50, 70], "ymax": 10})  # fmt: skip
+    hits = truth.iloc[:3].assign(score=[0.5, 0.45, 0.4])
+    misses = pd.DataFrame({"filename": "a", "class": "c", "xmin": [100, 120], "ymin": 0,
+                           "xmax": [110, 130], "ymax": 10, "score": [0.2, 0.1]})  # fmt: skip
+    pivots = fit_score_pivots(pd.concat([hits, misses]), truth, ["c", "d"])
+    assert pivots == {"c": 0.4, "d": 0.5}
 
 
 def test_classical_baseline_on_the_sample():
@@ -153,5 +183,6 @@ def test_cli_convert_predict_train(shared_data, tmp_path):
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     tuned = Detector.load(tmp_path / "my-model", device="cpu")
-    assert tuned.classes == ["Platelets", "RBC", "WBC"]
+    assert tuned.classes == ["RBC", "WBC", "Platelets"]  # known classes keep the base head
+    assert set(tuned.card.parameters["score_pivots"]) == set(tuned.classes)
     assert len(tuned.predict(np.asarray(data.blood_smear().data), min_score=0.0)) > 0

@@ -123,16 +123,20 @@ def train_command(
     import re
     import time
 
+    import pandas as pd
+
     from cytolens.detect.annotations import read_annotations
-    from cytolens.detect.model import Detector
+    from cytolens.detect.model import Detector, _load_cached
     from cytolens.detect.train import TrainConfig, load_examples, train_detector
     from cytolens.models import ModelCard, save_model
 
     table = read_annotations(annotations, images=images)
     if table.empty:
         raise InputError(f"no boxes in {', '.join(map(str, annotations))}")
-    classes = sorted(table["class"].unique())
     base = None if model in (None, "none") else Detector.load(model, device="cpu")
+    found = sorted(table["class"].unique())
+    # classes the base model knows keep its head (and order); any new class -> new head
+    classes = base.classes if base and set(found) <= set(base.classes) else found
     channels = base.in_channels if base else 3
     cfg = TrainConfig(
         steps=steps,
@@ -150,7 +154,12 @@ def train_command(
             bar.update(task, completed=step, description=f"training (loss {losses['loss']:.3f})")
 
         net = train_detector(
-            examples, classes, config=cfg, initial=base.net if base else None, progress=show
+            examples,
+            classes,
+            config=cfg,
+            initial=base.net if base else None,
+            initial_classes=base.classes if base else None,
+            progress=show,
         )
     name = re.sub(r"[^a-z0-9-]+", "-", out.name.lower()).strip("-") or "detector"
     card = ModelCard(
@@ -178,6 +187,20 @@ def train_command(
         metrics={"train_s": round(time.perf_counter() - start, 1)},
     )
     folder = save_model(net.state_dict(), card, root=out.parent)
+    # score pivots: raw score of best F1 on these training images -> 0.7 at prediction
+    from cytolens.detect.train import fit_score_pivots
+    from cytolens.io import imread
+
+    _load_cached.cache_clear()
+    tuned = Detector.load(folder, device="cpu")
+    preds = []
+    for filename in table["filename"].unique():
+        pred = tuned.predict(imread(images / filename), min_score=0.01)
+        preds.append(pred.assign(filename=filename))
+    pivots = fit_score_pivots(pd.concat(preds, ignore_index=True), table, classes)
+    card = card.model_copy(update={"parameters": {**card.parameters, "score_pivots": pivots}})
+    folder = save_model(net.state_dict(), card, root=out.parent)
+    _load_cached.cache_clear()  # the folder's card changed: reload it next time
     typer.echo(f"trained on {len(examples)} image(s), classes {classes}; model in {folder}")
 
 

@@ -12,6 +12,13 @@ Prediction, for an image of any size:
    the object whole;
 4. per tile: heatmap peaks (3x3 maxima) above ``min_score`` become boxes,
    then class-wise non-maximum suppression over the whole image.
+
+Scores are calibrated so that the default threshold means the same for every
+class: a focal-loss heatmap rarely peaks near 1 (small, crowded objects such as
+platelets and red cells peak around 0.3-0.5), so the card's ``score_pivots``
+give, per class, the raw heatmap value where F1 peaked on the *training*
+images, and :func:`calibrate_score` maps that value to 0.7 (piecewise linear,
+increasing, so the ranking and every AP are unchanged).
 """
 
 from __future__ import annotations
@@ -30,13 +37,45 @@ from cytolens.core.errors import InputError, ModelError
 from cytolens.core.normalize import sample_percentiles
 from cytolens.core.validate import check_array
 
-__all__ = ["DEFAULT_MODEL", "Detector", "detect", "prepare_image"]
+__all__ = ["DEFAULT_MODEL", "Detector", "calibrate_score", "detect", "prepare_image"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "detect-bccd-v1"
 #: Default score threshold: boxes below it are not reported.
 MIN_SCORE = 0.7
+
+
+def calibrate_score(raw: Any, pivot: float, target: float = MIN_SCORE) -> Any:
+    """Map raw heatmap values so that ``pivot`` becomes ``target`` (0 and 1 stay).
+
+    Piecewise linear and increasing: ``[0, pivot] -> [0, target]`` and
+    ``[pivot, 1] -> [target, 1]``. Works on floats, numpy arrays and tensors.
+
+    Parameters
+    ----------
+    raw : float, numpy.ndarray or torch.Tensor
+        Values in [0, 1].
+    pivot : float
+        Raw value that becomes ``target``, in (0, 1).
+    target : float
+        Calibrated value of ``pivot``.
+
+    Returns
+    -------
+    Same type as ``raw``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> calibrate_score(np.array([0.0, 0.2, 0.4, 0.7, 1.0]), pivot=0.4).round(3).tolist()
+    [0.0, 0.35, 0.7, 0.85, 1.0]
+    """
+    if not 0 < pivot < 1:
+        raise InputError(f"score pivot must be in (0, 1), got {pivot!r}")
+    low = raw * (target / pivot)
+    high = target + (raw - pivot) * ((1 - target) / (1 - pivot))
+    return low * (raw < pivot) + high * (raw >= pivot)
 
 
 def prepare_image(image: Any, *, channels: int, name: str = "image") -> np.ndarray:
@@ -99,6 +138,7 @@ class Detector:
     scale: float
     overlap: int
     card: Any
+    score_pivots: dict[str, float] | None = None
 
     @classmethod
     def load(
@@ -183,6 +223,10 @@ class Detector:
         t = torch.from_numpy(np.pad(patch, ((0, 0), (0, ph), (0, pw)), mode="reflect"))
         heat, size, offset = self.net(t[None].to(self.device))
         heat = torch.sigmoid(heat[0].float()).cpu()
+        if self.score_pivots:
+            for i, cls in enumerate(self.classes):
+                if cls in self.score_pivots:
+                    heat[i] = calibrate_score(heat[i], float(self.score_pivots[cls]))
         size, offset = size[0].float().cpu(), offset[0].float().cpu()
         peaks = heat * (heat == torch.nn.functional.max_pool2d(heat[None], 3, 1, 1)[0])
         scores, flat = peaks.reshape(-1).topk(min(top_k, peaks.numel()))
@@ -239,6 +283,7 @@ def _load_cached(model: str, device: str) -> Detector:
         scale=float(params["scale"]),
         overlap=int(params["overlap"]),
         card=card,
+        score_pivots=params.get("score_pivots"),
     )
 
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cytolens.core.errors import InputError
 from cytolens.detect.annotations import validate_boxes
 
-__all__ = ["TrainConfig", "load_examples", "train_detector"]
+__all__ = ["TrainConfig", "fit_score_pivots", "load_examples", "train_detector"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ def train_detector(
     *,
     config: TrainConfig | None = None,
     initial: Any = None,
+    initial_classes: Sequence[str] | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> Any:
     """Train a CenterNet on examples; return the network (eval mode, on CPU).
@@ -184,7 +185,11 @@ def train_detector(
         Run settings.
     initial : torch.nn.Module, optional
         A trained network to fine-tune. Its backbone is kept; the class
-        heatmap head is re-initialized when the class count differs.
+        heatmap head is kept only when ``initial_classes`` equals ``classes``
+        (same names, same order), otherwise re-initialized.
+    initial_classes : sequence of str, optional
+        Classes of ``initial`` (default: assumed equal to ``classes`` when the
+        count matches).
     progress : callable, optional
         Called as ``progress(step, steps, losses)`` after each step.
 
@@ -213,7 +218,11 @@ def train_detector(
         state = {
             k: v
             for k, v in initial.state_dict().items()
-            if not k.startswith("heat.") or v.shape == net.state_dict()[k].shape
+            if not k.startswith("heat.")
+            or (
+                v.shape == net.state_dict()[k].shape
+                and (initial_classes is None or list(initial_classes) == list(classes))
+            )
         }
         net.load_state_dict(state, strict=False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -246,3 +255,73 @@ def train_detector(
                 time.perf_counter() - start,
             )  # fmt: skip
     return net.eval()
+
+
+def fit_score_pivots(
+    predictions: pd.DataFrame,
+    truth: pd.DataFrame,
+    classes: Sequence[str],
+    *,
+    iou_threshold: float = 0.5,
+) -> dict[str, float]:
+    """Per class, the raw score where F1 (at ``iou_threshold``) is highest.
+
+    Stored as ``score_pivots`` in a detector's card; prediction maps each
+    pivot to the default threshold 0.7 (:func:`cytolens.detect.model.calibrate_score`).
+    Fit it on training images, never on the images you evaluate on.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        ``filename, class, xmin, ymin, xmax, ymax, score`` with *raw* scores
+        (a detector without pivots, low ``min_score``).
+    truth : pandas.DataFrame
+        ``filename, class, xmin, ymin, xmax, ymax``.
+    classes : sequence of str
+        Classes to fit; a class without ground truth or predictions gets 0.5.
+
+    Returns
+    -------
+    dict
+        Class name -> pivot in [0.05, 0.95].
+
+    Examples
+    --------
+    >>> truth = pd.DataFrame({"filename": ["a"] * 2, "class": ["c"] * 2,
+    ...     "xmin": [0, 20], "ymin": [0, 0], "xmax": [10, 30], "ymax": [10, 10]})
+    >>> pred = pd.concat([truth.assign(score=[0.4, 0.35]),
+    ...     truth.iloc[:1].assign(xmin=50, xmax=60, score=0.2)])
+    >>> fit_score_pivots(pred, truth, ["c"])
+    {'c': 0.35}
+    """
+    from cytolens.evaluate.detection import box_iou_matrix
+
+    coords = ["xmin", "ymin", "xmax", "ymax"]
+    out = {}
+    for cls in classes:
+        gt = truth[truth["class"] == cls]
+        pred = predictions[predictions["class"] == cls].sort_values(
+            "score", ascending=False, kind="mergesort"
+        )
+        if gt.empty or pred.empty:
+            out[str(cls)] = 0.5
+            continue
+        gt_by_image = {f: g[coords].to_numpy(np.float64) for f, g in gt.groupby("filename")}
+        used = {f: np.zeros(len(b), bool) for f, b in gt_by_image.items()}
+        tp = np.zeros(len(pred), bool)
+        for i, (name, box) in enumerate(
+            zip(pred["filename"], pred[coords].to_numpy(np.float64), strict=True)
+        ):
+            boxes = gt_by_image.get(name)
+            if boxes is None:
+                continue
+            iou = box_iou_matrix(box[None], boxes)[0]
+            iou[used[name]] = -1
+            j = int(np.argmax(iou))
+            if iou[j] >= iou_threshold:
+                used[name][j] = tp[i] = True
+        ctp = np.cumsum(tp)
+        f1 = 2 * ctp / (np.arange(1, len(tp) + 1) + len(gt))
+        best = int(np.argmax(f1))
+        out[str(cls)] = round(float(np.clip(pred["score"].iloc[best], 0.05, 0.95)), 4)
+    return out
