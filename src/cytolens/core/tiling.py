@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import reduce
 from itertools import pairwise, product
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from cytolens.core.errors import InputError
+from cytolens.core.progress import progress_reporter
 from cytolens.core.validate import check_array, is_dask
 
 __all__ = ["BLENDS", "Tile", "apply_tiled", "iter_tiles", "tile_shape_for_budget"]
@@ -229,25 +229,6 @@ def _axis_weights(spans: list[_Span], n: int) -> list[np.ndarray]:
     return [w / total[r0:r1] for (r0, r1, _, _), w in zip(spans, weights, strict=True)]
 
 
-@contextmanager
-def _progress_reporter(progress: Any, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield ``update(done)`` for ``progress`` (False, True for rich, or a callable)."""
-    if progress is True:
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            task = bar.add_task("tiles", total=total)
-            yield lambda done: bar.update(task, completed=done)
-    elif progress is False or progress is None:
-        yield lambda done: None
-    elif callable(progress):
-        yield lambda done: progress(done, total)
-    else:
-        raise InputError(
-            f"progress must be False, True or a callable(done, total), got {progress!r}"
-        )
-
-
 def _check_output(y: Any, tile_shape: tuple[int, ...], what: str) -> np.ndarray:
     """``func``'s output as an array whose last dims are ``tile_shape``."""
     y = np.asarray(y)
@@ -430,7 +411,7 @@ def _apply_numpy(
         blend,
     )
     lead: tuple[int, ...] | None = None
-    with _progress_reporter(progress, len(tiles)) as update:
+    with progress_reporter(progress, len(tiles), "tiles") as update:
         for start in range(0, len(tiles), batch_size):
             batch = tiles[start : start + batch_size]
             outputs = _call(func, [image[t.read] for t in batch], batch_size)

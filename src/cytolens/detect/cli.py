@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cytolens.core.errors import InputError
+from cytolens.core.progress import progress_bar
 
 __all__ = ["app"]
 
@@ -32,20 +33,6 @@ class Format(str, Enum):
     csv = "csv"
     voc = "voc"
     coco = "coco"
-
-
-def _progress() -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
 
 
 @app.command("convert")
@@ -147,7 +134,7 @@ def train_command(
     )
     examples = load_examples(table, images, classes=classes, channels=channels, scale=cfg.scale)
     start = time.perf_counter()
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("training", total=cfg.steps)
 
         def show(step: int, total: int, losses: dict[str, float]) -> None:
@@ -234,7 +221,7 @@ def predict_command(
     out.mkdir(parents=True, exist_ok=True)
     inputs = {p.resolve() for p in paths}
     tables, rows, overlays = [], [], []
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("detecting", total=len(paths))
         for path, name in zip(paths, output_stems(paths), strict=True):
             bar.update(task, description=f"detecting {path.name}")

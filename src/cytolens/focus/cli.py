@@ -99,10 +99,9 @@ def rate_cmd(
 ) -> None:
     """Rate the focus of every image: CSV (one row per image), overlays and an HTML report."""
     import pandas as pd
-    from rich.console import Console
-    from rich.progress import Progress
 
     from cytolens.core.files import atomic_path
+    from cytolens.core.progress import progress_bar
     from cytolens.focus.model import FocusModel
     from cytolens.focus.overlay import save_overlay
     from cytolens.focus.rate import rate_focus
@@ -115,8 +114,7 @@ def rate_cmd(
     inputs_resolved = {f.resolve() for f in files}
     rows: list[dict[str, Any]] = []
     levels: list[np.ndarray] = []
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("rating focus", total=len(files))
         for k, path in enumerate(files):
             plane = read_plane(path)
@@ -177,7 +175,7 @@ def rate_cmd(
     if as_json:
         typer.echo(json.dumps({"out": str(out), "images": rows}, default=str))
     else:
-        Console().print(
+        typer.echo(
             f"rated {len(rows)} image(s): {n_in} in focus; CSV {out / 'focus.csv'}, "
             f"report {out / 'report.html'}"
         )

@@ -21,6 +21,7 @@ from cytolens.core.axes import check_axes, move_axes
 from cytolens.core.errors import InputError
 from cytolens.core.image import Image
 from cytolens.core.normalize import sample_percentiles
+from cytolens.core.progress import progress_reporter
 from cytolens.core.tiling import iter_tiles
 from cytolens.core.validate import check_array
 from cytolens.focus.model import DEFAULT_MODEL, FocusModel, certainty, expected_level
@@ -116,34 +117,6 @@ class FocusResult:
         return row
 
 
-class _Progress:
-    """Context manager yielding ``update(done)``: nothing, a rich bar, or a callback."""
-
-    def __init__(self, progress: Any, total: int, what: str) -> None:
-        if not (progress is None or isinstance(progress, bool) or callable(progress)):
-            raise InputError(
-                f"progress must be True, False or a callable(done, total), got {progress!r}"
-            )
-        self.progress, self.total, self.what = progress, total, what
-        self._bar: Any = None
-
-    def __enter__(self) -> Any:
-        if self.progress is True:
-            from rich.progress import Progress
-
-            self._bar = Progress(transient=True)
-            self._bar.start()
-            task = self._bar.add_task(self.what, total=self.total)
-            return lambda done: self._bar.update(task, completed=done)
-        if callable(self.progress):
-            return lambda done: self.progress(done, self.total)
-        return lambda done: None
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
 def _as_2d(image: Any, name: str = "image") -> Any:
     """The 2D pixel array of an array or :class:`Image` (singleton axes dropped)."""
     if isinstance(image, Image):
@@ -236,7 +209,7 @@ def rate_focus(
     # Whole rows of patches are read at once (enough for one batch): one slice, one
     # Dask compute, memory bounded by batch_size patches whatever the image size.
     bands = max(1, batch_size // n_cols)
-    with _Progress(progress, len(tiles), "patches") as update:
+    with progress_reporter(progress, len(tiles), "patches") as update:
         for r0 in range(0, n_rows, bands):
             r1 = min(n_rows, r0 + bands)
             block = np.asarray(arr[r0 * ps : r1 * ps, : n_cols * ps], dtype=np.float32)
@@ -362,7 +335,7 @@ def best_plane(
         fm = model if isinstance(model, FocusModel) else FocusModel.load(model, device=device)
         _check_patch_size(patch_size, data.shape[1:], "each plane")
     rows = []
-    with _Progress(progress, data.shape[0], "planes") as update:
+    with progress_reporter(progress, data.shape[0], "planes") as update:
         for z in range(data.shape[0]):
             plane = np.asarray(data[z])
             if method == "model":

@@ -214,9 +214,9 @@ def deconvolve(
             **options,
         )
     else:
-        from rich.progress import Progress
+        from cytolens.core.progress import progress_bar
 
-        with Progress(console=console, transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"deconvolving {image.name} ({psf_note})", total=None)
             result, history = run_deconvolve(
                 data,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cytolens.core.errors import InputError
+from cytolens.core.progress import progress_reporter
 from cytolens.core.validate import check_array, is_dask
 from cytolens.restore.wiener_butterworth import BackProjector, back_projector
 
@@ -210,14 +211,10 @@ def deconvolve(
 
     chunked = is_dask(image) or chunk_shape is not None
     if not chunked:
-        callback = _progress_callback(progress, int(iterations))
-        try:
+        with progress_reporter(progress, int(iterations), "deconvolving") as update:
             result, history = run(
-                np.asarray(image), stop_tol=stop_tol, callback=callback, metrics=return_history
+                np.asarray(image), stop_tol=stop_tol, callback=update, metrics=return_history
             )
-        finally:
-            if callback is not None and hasattr(callback, "close"):
-                callback.close()
         if out is not None:
             out[...] = result
             result = out
@@ -295,29 +292,6 @@ def _overlap(overlap: int | Sequence[int] | None, psf_shape: tuple[int, ...]) ->
             f"overlap {overlap!r} must be at least the PSF half-size {half} along each axis"
         )
     return depth
-
-
-def _progress_callback(
-    progress: bool | Callable[[int, int], None], total: int
-) -> Callable[[int, int], None] | None:
-    if callable(progress):
-        return progress
-    if not progress:
-        return None
-    from rich.progress import Progress
-
-    bar = Progress(transient=True)
-    bar.start()
-    task = bar.add_task("deconvolving", total=total)
-
-    class _Bar:
-        def __call__(self, k: int, n: int) -> None:
-            bar.update(task, completed=k, total=n)
-
-        def close(self) -> None:
-            bar.stop()
-
-    return _Bar()
 
 
 class _Runner:

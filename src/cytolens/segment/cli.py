@@ -104,11 +104,10 @@ def nuclei_command(
     (all images) and report.html.
     """
     import pandas as pd
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from cytolens.core.files import atomic_path
     from cytolens.core.plane import single_plane
+    from cytolens.core.progress import progress_bar
     from cytolens.io import find_images, imread, imwrite, output_stems
     from cytolens.report import overlay_outlines
     from cytolens.segment import measure, nuclei, nuclei_classical
@@ -119,15 +118,8 @@ def nuclei_command(
     paths = find_images(images)
     out.mkdir(parents=True, exist_ok=True)
     inputs = {p.resolve() for p in paths}
-    console = Console(stderr=True)
     rows, tables, overlays = [], [], []
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("segmenting", total=len(paths))
         for path, name in zip(paths, output_stems(paths), strict=True):
             bar.update(task, description=f"segmenting {path.name}")
