@@ -97,6 +97,15 @@ def test_unmeasurable_fwhm_needs_resolution() -> None:
     assert back_projector(flat, resolution_px=(2.0, 2.0)).kernel.shape == (5, 5)
 
 
+def test_auto_needs_transfer_at_the_cutoff() -> None:
+    box = np.zeros((9, 9))
+    box[3:6, 3:6] = 1  # its OTF is zero at 1/3 cycle/pixel, its resolution limit
+    with pytest.raises(InputError, match="give alpha and beta as numbers"):
+        back_projector(box)
+    bp = back_projector(box, alpha=0.01, beta=0.01)
+    assert np.isclose(bp.kernel.sum(), 1.0)
+
+
 def test_traditional_needs_no_measurable_fwhm() -> None:
     psf = gaussian_psf((3, 3), 1.0)  # never falls to half maximum inside the array
     bp = back_projector(psf, kind="traditional")

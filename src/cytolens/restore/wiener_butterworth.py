@@ -218,6 +218,13 @@ def back_projector(
 
     # "auto" values are OTF gains, in (0, 1]; a gain of 1 (a delta PSF) turns the
     # Butterworth filter off below, leaving the Wiener filter
+    if (_is_auto(alpha) or _is_auto(beta)) and not gain_fp > 0:
+        raise InputError(
+            f"alpha/beta 'auto' take the PSF's transfer at its resolution limit "
+            f"{tuple(round(c, 3) for c in cutoff)} "
+            f"cycles/pixel, which is {gain_fp:.3g} for this PSF (shape {shape}; a flat box PSF "
+            "has zeros there); give alpha and beta as numbers, e.g. alpha=0.01, beta=0.01"
+        )
     alpha_v = gain_fp if _is_auto(alpha) else float(alpha)
     beta_v = gain_fp if _is_auto(beta) else float(beta)
     if not alpha_v > 0:
