@@ -506,6 +506,10 @@ def train(args: argparse.Namespace) -> None:
             f"({sum(p.numel() for p in net.parameters())} parameters)"
         ),
         input_axes="YX",
+        network={
+            "entry_point": "cytolens.focus.network:FocusNet",
+            "kwargs": {"n_levels": N_LEVELS, "width": args.width},
+        },
         training_data=[
             "BBBC006 Hoechst fields (CC0; Ljosa et al. 2012) via google/microscopeimagequality "
             f"tests/data: {', '.join(BBBC_TRAIN)}; held out {', '.join(BBBC_HELDOUT)}",
