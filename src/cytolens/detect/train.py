@@ -294,34 +294,17 @@ def fit_score_pivots(
     >>> fit_score_pivots(pred, truth, ["c"])
     {'c': 0.35}
     """
-    from cytolens.evaluate.detection import box_iou_matrix
+    from cytolens.evaluate.detection import match_detections
 
-    coords = ["xmin", "ymin", "xmax", "ymax"]
     out = {}
     for cls in classes:
-        gt = truth[truth["class"] == cls]
-        pred = predictions[predictions["class"] == cls].sort_values(
-            "score", ascending=False, kind="mergesort"
-        )
-        if gt.empty or pred.empty:
+        n_truth = int((truth["class"] == cls).sum())
+        pred, tp = match_detections(predictions, truth, cls, iou_threshold=iou_threshold)
+        if n_truth == 0 or pred.empty:
             out[str(cls)] = 0.5
             continue
-        gt_by_image = {f: g[coords].to_numpy(np.float64) for f, g in gt.groupby("filename")}
-        used = {f: np.zeros(len(b), bool) for f, b in gt_by_image.items()}
-        tp = np.zeros(len(pred), bool)
-        for i, (name, box) in enumerate(
-            zip(pred["filename"], pred[coords].to_numpy(np.float64), strict=True)
-        ):
-            boxes = gt_by_image.get(name)
-            if boxes is None:
-                continue
-            iou = box_iou_matrix(box[None], boxes)[0]
-            iou[used[name]] = -1
-            j = int(np.argmax(iou))
-            if iou[j] >= iou_threshold:
-                used[name][j] = tp[i] = True
         ctp = np.cumsum(tp)
-        f1 = 2 * ctp / (np.arange(1, len(tp) + 1) + len(gt))
+        f1 = 2 * ctp / (np.arange(1, len(tp) + 1) + n_truth)
         best = int(np.argmax(f1))
         out[str(cls)] = round(float(np.clip(pred["score"].iloc[best], 0.05, 0.95)), 4)
     return out

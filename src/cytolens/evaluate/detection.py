@@ -20,7 +20,13 @@ import pandas as pd
 
 from cytolens.core.errors import InputError
 
-__all__ = ["COCO_THRESHOLDS", "box_iou_matrix", "detection_ap", "detection_scores"]
+__all__ = [
+    "COCO_THRESHOLDS",
+    "box_iou_matrix",
+    "detection_ap",
+    "detection_scores",
+    "match_detections",
+]
 
 #: IoU thresholds of COCO's mAP@0.5:0.95.
 COCO_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
@@ -49,6 +55,57 @@ def _check(table: pd.DataFrame, name: str, need_score: bool) -> None:
     missing = [c for c in need if c not in table.columns]
     if missing:
         raise InputError(f"{name} table lacks the column(s) {missing}")
+
+
+def match_detections(
+    predictions: pd.DataFrame, truth: pd.DataFrame, cls: Any, *, iou_threshold: float = 0.5
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Greedy COCO matching of one class: predictions by decreasing score, each to the free
+    true box of highest IoU in its image.
+
+    Parameters
+    ----------
+    predictions, truth : pandas.DataFrame
+        Box tables with ``filename`` and ``class`` (predictions with ``score``).
+    cls : str
+        The class to match.
+    iou_threshold : float
+        Minimum IoU of a true positive.
+
+    Returns
+    -------
+    predictions : pandas.DataFrame
+        The class's predictions, sorted by decreasing score (stable).
+    true_positive : numpy.ndarray of bool
+        One flag per row of ``predictions``.
+
+    Examples
+    --------
+    >>> truth = pd.DataFrame({"filename": ["a"], "class": ["c"],
+    ...     "xmin": [0], "ymin": [0], "xmax": [10], "ymax": [10]})
+    >>> pred = pd.concat([truth, truth]).assign(score=[0.5, 0.9])
+    >>> match_detections(pred, truth, "c")[1].tolist()  # a second hit on one box is false
+    [True, False]
+    """
+    gt = truth[truth["class"] == cls]
+    gt_by_image = {f: g[_COORDS].to_numpy(np.float64) for f, g in gt.groupby("filename")}
+    used = {f: np.zeros(len(b), bool) for f, b in gt_by_image.items()}
+    pred = predictions[predictions["class"] == cls].sort_values(
+        "score", ascending=False, kind="mergesort"
+    )
+    tp = np.zeros(len(pred), bool)
+    for i, (filename, box) in enumerate(
+        zip(pred["filename"], pred[_COORDS].to_numpy(np.float64), strict=True)
+    ):
+        boxes = gt_by_image.get(filename)
+        if boxes is None:
+            continue
+        iou = box_iou_matrix(box[None], boxes)[0]
+        iou[used[filename]] = -1
+        j = int(np.argmax(iou))
+        if iou[j] >= iou_threshold:
+            used[filename][j] = tp[i] = True
+    return pred, tp
 
 
 def detection_ap(
@@ -88,26 +145,8 @@ def detection_ap(
     recall_points = np.linspace(0, 1, 101)
     out = {}
     for cls in sorted(truth["class"].unique()):
-        gt = truth[truth["class"] == cls]
-        n_gt = len(gt)
-        gt_by_image = {f: g[_COORDS].to_numpy(np.float64) for f, g in gt.groupby("filename")}
-        used = {f: np.zeros(len(b), bool) for f, b in gt_by_image.items()}
-        pred = predictions[predictions["class"] == cls].sort_values(
-            "score", ascending=False, kind="mergesort"
-        )
-        tp = np.zeros(len(pred), bool)
-        for i, (filename, box) in enumerate(
-            zip(pred["filename"], pred[_COORDS].to_numpy(np.float64), strict=True)
-        ):
-            boxes = gt_by_image.get(filename)
-            if boxes is None:
-                continue
-            iou = box_iou_matrix(box[None], boxes)[0]
-            iou[used[filename]] = -1
-            j = int(np.argmax(iou))
-            if iou[j] >= iou_threshold:
-                used[filename][j] = True
-                tp[i] = True
+        n_gt = int((truth["class"] == cls).sum())
+        _, tp = match_detections(predictions, truth, cls, iou_threshold=iou_threshold)
         ctp = np.cumsum(tp)
         recall = ctp / n_gt
         precision = ctp / np.arange(1, len(tp) + 1)
