@@ -18,18 +18,12 @@ import math
 import torch
 from torch import nn
 
+from cytolens.models.layers import conv_bn_relu
+
 __all__ = ["CenterNet"]
 
 #: Output stride of the heatmap relative to the network input.
 STRIDE = 4
-
-
-def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
 
 
 class CenterNet(nn.Module):
@@ -59,15 +53,19 @@ class CenterNet(nn.Module):
         c_prev = in_channels
         for i, c in enumerate(chans):  # strides 2, 4, 8, 16
             self.stages.append(
-                nn.Sequential(_conv(c_prev, c, 2), _conv(c, c), _conv(c, c) if i else nn.Identity())
+                nn.Sequential(
+                    conv_bn_relu(c_prev, c, 2),
+                    conv_bn_relu(c, c),
+                    conv_bn_relu(c, c) if i else nn.Identity(),
+                )
             )
             c_prev = c
         top = 4 * width  # decoder width
         self.lateral = nn.ModuleList([nn.Conv2d(c, top, 1) for c in chans[1:]])
-        self.smooth = nn.ModuleList([_conv(top, top) for _ in chans[1:-1]])
+        self.smooth = nn.ModuleList([conv_bn_relu(top, top) for _ in chans[1:-1]])
 
         def head(n_out: int) -> nn.Sequential:
-            return nn.Sequential(_conv(top, top), nn.Conv2d(top, n_out, 1))
+            return nn.Sequential(conv_bn_relu(top, top), nn.Conv2d(top, n_out, 1))
 
         self.heat = head(n_classes)
         self.size = head(2)
