@@ -23,6 +23,9 @@ TRACK_WINDOW = (slice(330, 650), slice(0, 320))
 SIM_PIXEL_UM = 0.125
 # BCCD image in the detector's validation split (src/cytolens/detect/bccd_split.json)
 BLOOD_SMEAR = "BloodImage_00005"
+# HPA sample in the localization model's validation split (src/cytolens/classify/hpa_split.json),
+# labelled Nucleoli (class 2) only
+HPA_SAMPLE = "29b2d9e4-bbba-11e8-b2ba-ac1f6b6435d0"
 
 
 def main() -> None:
@@ -94,6 +97,11 @@ def main() -> None:
     bccd = SHARED / "detection/bccd"
     shutil.copyfile(bccd / f"JPEGImages/{BLOOD_SMEAR}.jpg", OUT / "blood_smear.jpg")
     shutil.copyfile(bccd / f"Annotations/{BLOOD_SMEAR}.xml", OUT / "blood_smear.xml")
+
+    # 5. One HPA sample (4 channel PNGs), named so that read_hpa(samples, "hpa_nucleoli") reads it.
+    for colour in ("red", "green", "blue", "yellow"):
+        src = SHARED / f"classification/hpa/images/{HPA_SAMPLE}_{colour}.png"
+        shutil.copyfile(src, OUT / f"hpa_nucleoli_{colour}.png")
 
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"wrote {OUT} ({total / 2**20:.2f} MB)")

@@ -36,8 +36,11 @@ def package(request, tmp_path_factory):
     return name, path, members, yaml.safe_load(members["rdf.yaml"])
 
 
-def _scale_range(x: np.ndarray, kwargs: dict) -> np.ndarray:
-    """bioimage.io ``scale_range`` (per sample) written out independently of the exporter."""
+def _preprocess(x: np.ndarray, step: dict) -> np.ndarray:
+    """bioimage.io ``scale_range`` (per sample) or ``scale_linear``, written out independently."""
+    kwargs = step["kwargs"]
+    if step["id"] == "scale_linear":
+        return (x * kwargs["gain"] + kwargs["offset"]).astype(np.float32)
     reduce = tuple({"channel": 1, "y": 2, "x": 3}[a] for a in kwargs["axes"])
     lo = np.percentile(x, kwargs["min_percentile"], axis=reduce, keepdims=True)
     hi = np.percentile(x, kwargs["max_percentile"], axis=reduce, keepdims=True)
@@ -67,9 +70,12 @@ def test_rdf_fields_follow_the_card(package):
     (inp,) = rdf["inputs"]
     assert [a["type"] for a in inp["axes"]] == ["batch", "channel", "space", "space"]
     (pre,) = inp["preprocessing"]
-    assert pre["id"] == "scale_range"
-    assert pre["kwargs"]["min_percentile"] == card.normalization["pmin"]
-    assert pre["kwargs"]["max_percentile"] == card.normalization["pmax"]
+    if card.normalization["kind"] == "dtype_range":  # 8-bit channels to [0, 1]
+        assert pre == {"id": "scale_linear", "kwargs": {"gain": 1 / 255, "offset": 0.0}}
+    else:
+        assert pre["id"] == "scale_range"
+        assert pre["kwargs"]["min_percentile"] == card.normalization["pmin"]
+        assert pre["kwargs"]["max_percentile"] == card.normalization["pmax"]
     state = rdf["weights"]["pytorch_state_dict"]
     assert state["sha256"] == card.sha256
     _, _, cls = card.network["entry_point"].partition(":")
@@ -101,7 +107,7 @@ def test_test_tensors_reproduce_with_torchscript_and_build_network(package):
     raw = np.load(io.BytesIO(members["test_input.npy"]))
     assert raw.dtype == np.float32 and raw.ndim == 4 and raw.shape[0] == 1
     assert raw.std() > 0  # a real sample, not a blank
-    x = _scale_range(raw, rdf["inputs"][0]["preprocessing"][0]["kwargs"])
+    x = _preprocess(raw, rdf["inputs"][0]["preprocessing"][0])
     expected = [np.load(io.BytesIO(members[o["test_tensor"]["source"]])) for o in rdf["outputs"]]
     script = torch.jit.load(io.BytesIO(members["weights_torchscript.pt"]))
     for got_ts, got_sd, want in zip(

@@ -24,6 +24,7 @@ __all__ = [
     "bead_psf",
     "blood_smear",
     "blood_smear_boxes",
+    "hpa_cells",
     "nuclei",
     "sample_path",
     "tracking",
@@ -131,3 +132,20 @@ def blood_smear_boxes() -> pd.DataFrame:
     from cytolens.detect.annotations import read_voc
 
     return read_voc(sample_path("blood_smear.xml"))
+
+
+def hpa_cells() -> Image:
+    """A Human Protein Atlas field (CC BY-SA 3.0), 4 x 512 x 512 uint8 (CYX), labelled Nucleoli.
+
+    Channels red (microtubules), green (protein), blue (nucleus), yellow (ER);
+    from the validation split of the shipped localization model.
+
+    Examples
+    --------
+    >>> img = hpa_cells()
+    >>> img.axes, img.shape, img.channel_names[1]
+    ('CYX', (4, 512, 512), 'protein')
+    """
+    from cytolens.io import read_hpa
+
+    return read_hpa(sample_path("hpa_nucleoli_blue.png").parent, "hpa_nucleoli")

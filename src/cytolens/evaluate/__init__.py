@@ -6,6 +6,11 @@ from cytolens.evaluate.calibration import (
     reliability,
     scale_temperature,
 )
+from cytolens.evaluate.classification import (
+    classification_scores,
+    per_class_f1,
+    tune_thresholds,
+)
 from cytolens.evaluate.ctc import (
     AOGM_WEIGHTS,
     CTCMeasures,
@@ -31,6 +36,7 @@ __all__ = [
     "CTCMeasures",
     "MatchCounts",
     "average_precision",
+    "classification_scores",
     "ctc_det",
     "ctc_measures",
     "ctc_seg",
@@ -43,7 +49,9 @@ __all__ = [
     "match_counts",
     "match_instances",
     "overlap_matrix",
+    "per_class_f1",
     "reliability",
     "scale_temperature",
     "segmentation_scores",
+    "tune_thresholds",
 ]

@@ -127,8 +127,15 @@ def _layout(card: ModelCard, net: Any) -> _Layout:
             f"model {card.name!r}: input_axes {card.input_axes!r} cannot be exported; "
             "expected 'YX', 'YXC' or 'CYX'"
         )
+    import torch
+
+    first = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
     kwargs = card.network.get("kwargs") or {}
-    n_channels = int(kwargs.get("in_channels", 1 if axes == "YX" else 3))
+    n_channels = int(
+        first.in_channels
+        if first is not None
+        else kwargs.get("in_channels", 1 if axes == "YX" else 3)
+    )
     patch = card.parameters.get("patch_size")
     if patch is not None:
         return _Layout(n_channels, True, int(patch), int(patch))
@@ -162,7 +169,8 @@ def make_test_input(card: ModelCard, *, side: int, n_channels: int) -> np.ndarra
     """A deterministic raw test input ``(1, C, side, side)`` float32 from a bundled sample.
 
     One channel: :func:`cytolens.data.nuclei`; three channels:
-    :func:`cytolens.data.blood_smear` (RGB); other channel counts repeat the
+    :func:`cytolens.data.blood_smear` (RGB); four channels:
+    :func:`cytolens.data.hpa_cells` (HPA); other channel counts repeat the
     nuclei image in every channel. The sample is first zoomed by the card's
     ``parameters.scale`` when it has one (the scale the network works at);
     the window with the most contrast is taken.
@@ -175,8 +183,10 @@ def make_test_input(card: ModelCard, *, side: int, n_channels: int) -> np.ndarra
     """
     from cytolens import data
 
-    if n_channels == 3 and hasattr(data, "blood_smear"):
+    if n_channels == 3:
         image = np.asarray(data.blood_smear().data, dtype=np.float32)[..., :3]
+    elif n_channels == 4:
+        image = np.moveaxis(np.asarray(data.hpa_cells().data, dtype=np.float32), 0, -1)
     else:
         image = np.asarray(data.nuclei().data, dtype=np.float32)
     scale = card.parameters.get("scale")
@@ -224,19 +234,43 @@ def _percentile_axes(card: ModelCard, n_channels: int) -> list[str]:
     return ["y", "x"] if per_channel or n_channels == 1 else ["channel", "y", "x"]
 
 
+#: Raw value range of ``normalization.kind: dtype_range`` models in the package (8-bit input).
+DTYPE_RANGE_MAX = 255.0
+
+
 def _normalize(x: np.ndarray, card: ModelCard, n_channels: int) -> np.ndarray:
-    """What bioimage.io's ``scale_range`` computes: ``(x - lo) / (hi - lo + eps)``."""
-    norm = card.normalization
-    if norm.get("kind", "percentile") != "percentile":
+    """What the package's pre-processing computes (``scale_range`` or ``scale_linear``)."""
+    kind = card.normalization.get("kind", "percentile")
+    if kind == "dtype_range":
+        return (x / DTYPE_RANGE_MAX).astype(np.float32)
+    if kind != "percentile":
         raise ModelError(
-            f"model {card.name!r}: normalization kind {norm.get('kind')!r} cannot be "
-            "exported; expected 'percentile'"
+            f"model {card.name!r}: normalization kind {kind!r} cannot be "
+            "exported; expected 'percentile' or 'dtype_range'"
         )
     from cytolens.core.normalize import normalize_percentile
 
+    norm = card.normalization
     reduce = (2, 3) if _percentile_axes(card, n_channels) == ["y", "x"] else (1, 2, 3)
     pmin, pmax = float(norm.get("pmin", 1.0)), float(norm.get("pmax", 99.8))
     return normalize_percentile(x, pmin, pmax, axis=reduce, eps=SCALE_RANGE_EPS)
+
+
+def _preprocessing(card: ModelCard, n_channels: int) -> list[dict[str, Any]]:
+    """bioimage.io pre-processing equal to :func:`_normalize`."""
+    if card.normalization.get("kind", "percentile") == "dtype_range":
+        return [{"id": "scale_linear", "kwargs": {"gain": 1 / DTYPE_RANGE_MAX, "offset": 0.0}}]
+    return [
+        {
+            "id": "scale_range",
+            "kwargs": {
+                "axes": _percentile_axes(card, n_channels),
+                "min_percentile": float(card.normalization.get("pmin", 1.0)),
+                "max_percentile": float(card.normalization.get("pmax", 99.8)),
+                "eps": SCALE_RANGE_EPS,
+            },
+        }
+    ]
 
 
 def _as_tuple(y: Any) -> tuple[Any, ...]:
@@ -391,8 +425,14 @@ def _readme(card: ModelCard, weights_sha: str, worst: float, n_outputs: int) -> 
         "",
         "## Normalization",
         "",
-        "The package's pre-processing is bioimage.io `scale_range` with the card's "
-        "percentiles (per sample). Any other step listed here is applied by cytolens "
+        (
+            "The package's pre-processing is bioimage.io `scale_linear` by 1/255 (8-bit "
+            "channels to [0, 1]). "
+            if card.normalization.get("kind") == "dtype_range"
+            else "The package's pre-processing is bioimage.io `scale_range` with the card's "
+            "percentiles (per sample). "
+        )
+        + "Any other step listed here is applied by cytolens "
         "before the network and is *not* part of this package"
         + (
             f"; inputs are expected zoomed by {card.parameters['scale']} (cytolens does this)"
@@ -495,7 +535,6 @@ def export_bioimageio(
     source_name = cls.__module__.replace(".", "_") + ".py"
     out_ids = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
     torch_version = str(torch.__version__).split("+")[0]
-    pct_axes = _percentile_axes(card, layout.n_channels)
     rdf: dict[str, Any] = {
         "type": "model",
         "format_version": FORMAT_VERSION,
@@ -515,17 +554,7 @@ def export_bioimageio(
                 "axes": _input_axes(layout),
                 "test_tensor": {"source": "test_input.npy"},
                 "data": {"type": "float32"},
-                "preprocessing": [
-                    {
-                        "id": "scale_range",
-                        "kwargs": {
-                            "axes": pct_axes,
-                            "min_percentile": float(card.normalization.get("pmin", 1.0)),
-                            "max_percentile": float(card.normalization.get("pmax", 99.8)),
-                            "eps": SCALE_RANGE_EPS,
-                        },
-                    }
-                ],
+                "preprocessing": _preprocessing(card, layout.n_channels),
             }
         ],
         "outputs": [

@@ -1,0 +1,389 @@
+"""Protein localization in HPA images: :func:`localization`, :func:`classify_cells`.
+
+Pipeline for one image ``(4, Y, X)`` (red microtubules, green protein, blue
+nucleus, yellow ER):
+
+1. every channel is scaled by its dtype range to ``[0, 1]`` (uint8 / 255,
+   uint16 / 65535; floats taken as ``[0, 1]``), the normalization the model
+   was trained with (``normalization`` in the model card);
+2. the image is cut into tiles of ``tile_size`` px
+   (:func:`cytolens.core.tiling.iter_tiles`; one tile for a 512 x 512
+   Kaggle image), each zoomed to the model's working scale (``parameters.scale``,
+   0.5 for ``hpa-v1``) and classified whole;
+3. tile probabilities are averaged with weights from how much of the tile
+   holds cells (the landmark channels above a low level), so empty
+   background tiles of a large image do not dilute a localization;
+4. each class is called present when its probability reaches the class's
+   threshold, tuned on out-of-fold predictions and stored in the model card.
+
+Per cell (:func:`classify_cells`): nuclei from the blue channel, cell bodies
+by a seeded watershed (:func:`cytolens.classify.cells.segment_cells`), then
+every cell's masked crop is classified like a small image. The nucleolar
+call combines the classes 2-5 (Nucleoli, Nucleoli fibrillar center, Nuclear
+speckles, Nuclear bodies): ``p_nucleolar = sigmoid(max_c(logit p_c - logit t_c))``
+over those classes, so it is 0.5 exactly when the most confident of them sits
+at its threshold, and the label is "Nucleoli" when it is at least 0.5.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cytolens.classify.cells import as_cyx_float, cell_crops, cell_table, segment_cells
+from cytolens.classify.hpa import CLASS_NAMES, N_CLASSES, NUCLEOLAR_CLASSES, NUCLEOLAR_LABELS
+from cytolens.core.errors import InputError, ModelError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "LocalizationModel",
+    "LocalizationResult",
+    "classify_cells",
+    "localization",
+    "nucleolar_probability",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The shipped HPA localization model.
+DEFAULT_MODEL = "hpa-v1"
+#: Landmark signal (red + blue + yellow, each in [0, 1]) above which a pixel counts as "cell".
+CONTENT_LEVEL = 0.05
+
+
+def _logit(p: Any) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def nucleolar_probability(probabilities: Any, thresholds: Any) -> np.ndarray:
+    """Threshold-relative probability of the nucleolar group (classes 2-5).
+
+    ``sigmoid(max_c(logit p_c - logit t_c))`` over the group: >= 0.5 exactly
+    when at least one group class reaches its threshold.
+
+    Parameters
+    ----------
+    probabilities : array_like
+        ``(..., 28)`` class probabilities.
+    thresholds : array_like
+        ``(28,)`` per-class thresholds, or ``(..., 28)`` matching ``probabilities``.
+
+    Examples
+    --------
+    >>> p = np.full(28, 0.1)
+    >>> t = np.full(28, 0.4)
+    >>> p[3] = 0.4
+    >>> float(nucleolar_probability(p, t))
+    0.5
+    """
+    p = np.asarray(probabilities, np.float64)
+    t = np.asarray(thresholds, np.float64)
+    group = list(NUCLEOLAR_CLASSES)
+    margin = (_logit(p[..., group]) - _logit(t[..., group])).max(axis=-1)
+    return 1 / (1 + np.exp(-margin))
+
+
+@dataclass
+class LocalizationResult:
+    """Class probabilities of one image with the model's thresholds.
+
+    Attributes
+    ----------
+    probabilities : numpy.ndarray
+        ``(28,)`` probability per class.
+    thresholds : numpy.ndarray
+        ``(28,)`` decision thresholds (from the model card).
+    class_names : tuple of str
+        Names of the 28 classes.
+    tiles : int
+        Tiles the image was classified in.
+    """
+
+    probabilities: np.ndarray
+    thresholds: np.ndarray
+    class_names: tuple[str, ...] = CLASS_NAMES
+    tiles: int = 1
+    model: str = DEFAULT_MODEL
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def predicted(self) -> list[int]:
+        """Class numbers called present, most probable first."""
+        hit = np.flatnonzero(self.probabilities >= self.thresholds)
+        return [int(i) for i in hit[np.argsort(-self.probabilities[hit], kind="stable")]]
+
+    @property
+    def labels(self) -> list[str]:
+        """Names of the classes called present, most probable first."""
+        return [self.class_names[i] for i in self.predicted]
+
+    @property
+    def nucleolar_probability(self) -> float:
+        """Threshold-relative probability of the nucleolar group (module function of that name)."""
+        return float(nucleolar_probability(self.probabilities, self.thresholds))
+
+    def table(self) -> pd.DataFrame:
+        """One row per class (probability, threshold, predicted), most probable first."""
+        df = pd.DataFrame(
+            {
+                "class": np.arange(len(self.probabilities)),
+                "name": list(self.class_names),
+                "probability": self.probabilities.astype(float),
+                "threshold": self.thresholds.astype(float),
+                "predicted": self.probabilities >= self.thresholds,
+            }
+        )
+        return df.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
+
+    def summary(self) -> dict[str, Any]:
+        """A flat dict: predicted classes and names, nucleolar probability, one column per class."""
+        out: dict[str, Any] = {
+            "predicted": " ".join(str(i) for i in self.predicted),
+            "labels": "; ".join(self.labels),
+            "nucleolar_probability": round(self.nucleolar_probability, 4),
+            "tiles": self.tiles,
+        }
+        out.update({f"p_{i:02d}": round(float(p), 4) for i, p in enumerate(self.probabilities)})
+        return out
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{self.class_names[i]} {self.probabilities[i]:.2f}" for i in self.predicted
+        )
+        return f"LocalizationResult({shown or 'no class above its threshold'})"
+
+
+class LocalizationModel:
+    """A shipped (or fine-tuned) HPA localization network with its card.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        :class:`~cytolens.classify.network.HPANet` with weights loaded.
+    card : cytolens.models.ModelCard
+        ``parameters`` holds ``scale``, ``thresholds`` (28) and ``class_names``.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+
+    Examples
+    --------
+    >>> m = LocalizationModel.load("hpa-v1", device="cpu")
+    >>> m.scale, len(m.thresholds)
+    (0.5, 28)
+    """
+
+    def __init__(self, network: Any, card: Any, *, device: Any = "auto") -> None:
+        from cytolens.core.devices import resolve_device
+
+        self.card = card
+        self.name = card.name
+        self.device = resolve_device(device)
+        self.network = network.to(self.device).eval()
+        params = card.parameters
+        try:
+            self.scale = float(params["scale"])
+            self.thresholds = np.asarray(params["thresholds"], np.float64)
+            self.class_names = tuple(params.get("class_names", CLASS_NAMES))
+        except KeyError as exc:
+            raise ModelError(
+                f"model card of {card.name!r} lacks parameters.{exc.args[0]}"
+            ) from None
+        if self.thresholds.shape != (N_CLASSES,):
+            raise ModelError(
+                f"model card of {card.name!r}: expected {N_CLASSES} thresholds, "
+                f"got {self.thresholds.shape}"
+            )
+
+    @classmethod
+    def load(
+        cls, name: Any = DEFAULT_MODEL, *, device: Any = "auto", root: Any = None
+    ) -> LocalizationModel:
+        """Load a shipped model by name, or a model folder (``card.yaml`` + ``weights.pt``)."""
+        from pathlib import Path
+
+        from cytolens.models import build_network, load_card
+
+        path = Path(name)
+        if root is None and (path / "card.yaml").is_file():
+            root, name = path.resolve().parent, path.resolve().name
+        return cls(build_network(name, root=root), load_card(name, root=root), device=device)
+
+    def predict_batch(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n, 28)`` of a batch ``(n, 4, y, x)`` already at the working scale."""
+        import torch
+
+        if len(x) == 0:
+            return np.zeros((0, N_CLASSES), np.float32)
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
+            return torch.sigmoid(self.network(t)).float().cpu().numpy()
+
+    def predict_image(self, image: Any, *, tile_size: int = 512) -> tuple[np.ndarray, int]:
+        """Probabilities ``(28,)`` of a whole image and the number of tiles used."""
+        from cytolens.classify.train import downscale
+        from cytolens.core.tiling import iter_tiles
+
+        x = as_cyx_float(image)
+        if min(x.shape[1:]) * self.scale < self.network.divisor:
+            raise InputError(
+                f"image of {x.shape[1]} x {x.shape[2]} px is too small: at the model's scale "
+                f"{self.scale} it needs at least {self.network.divisor / self.scale:.0f} px a side"
+            )
+        tiles = iter_tiles(x.shape[1:], tile_size, overlap=0)
+        probs, weights = [], []
+        for tile in tiles:
+            part = x[(slice(None), *tile.read)]
+            probs.append(self.predict_batch(downscale(part, self.scale)[None])[0])
+            content = float((part[[0, 2, 3]].sum(0) > CONTENT_LEVEL).mean())
+            weights.append(content + 1e-3)
+        w = np.asarray(weights)
+        return (np.asarray(probs) * w[:, None]).sum(0) / w.sum(), len(tiles)
+
+    def predict_cells(
+        self, image: Any, cells: np.ndarray, *, batch_size: int = 64
+    ) -> tuple[np.ndarray, list[int]]:
+        """Probabilities ``(n_cells, 28)`` of the masked crop of every cell, and the cell labels."""
+        x = as_cyx_float(image)
+        if cells.shape != x.shape[1:]:
+            raise InputError(f"cells {cells.shape} and image {x.shape[1:]} differ in shape")
+        crops, ids = cell_crops(x, cells, scale=self.scale)
+        probs = [
+            self.predict_batch(crops[i : i + batch_size]) for i in range(0, len(crops), batch_size)
+        ]
+        return (np.concatenate(probs) if probs else np.zeros((0, N_CLASSES), np.float32)), ids
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(model: str, device: str) -> LocalizationModel:
+    return LocalizationModel.load(model, device=device)
+
+
+def _resolve(model: Any, device: str) -> LocalizationModel:
+    return model if isinstance(model, LocalizationModel) else _load_cached(str(model), device)
+
+
+def localization(
+    image_cyx: Any,
+    *,
+    model: Any = DEFAULT_MODEL,
+    tile_size: int = 512,
+    device: str = "auto",
+) -> LocalizationResult:
+    """Where the green protein of an HPA image sits: a probability per class (multi-label).
+
+    Parameters
+    ----------
+    image_cyx : array_like or Image
+        ``(4, Y, X)``: red (microtubules), green (protein), blue (nucleus),
+        yellow (ER), as :func:`cytolens.io.read_hpa` returns; any size.
+        uint8 / uint16 are scaled by their dtype range, floats taken as ``[0, 1]``.
+    model : str or LocalizationModel
+        A shipped model name (``"hpa-v1"``), a model folder, or a loaded model.
+    tile_size : int
+        Tile side in px of the input (each tile is classified whole at the
+        model's scale; probabilities are averaged over tiles weighted by
+        their cell content).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+
+    Returns
+    -------
+    LocalizationResult
+        ``probabilities`` and ``thresholds`` (28 each), ``predicted`` class
+        numbers and ``labels`` (names), ``table()`` and ``summary()``.
+
+    Raises
+    ------
+    InputError
+        For an image that is not ``(4, Y, X)`` or too small.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> res = localization(rng.integers(0, 255, (4, 128, 128), dtype=np.uint8), device="cpu")
+    >>> res.probabilities.shape, res.thresholds.shape
+    ((28,), (28,))
+    >>> list(res.table().columns)
+    ['class', 'name', 'probability', 'threshold', 'predicted']
+    """
+    m = _resolve(model, device)
+    probs, n_tiles = m.predict_image(image_cyx, tile_size=tile_size)
+    return LocalizationResult(
+        probabilities=probs.astype(np.float64),
+        thresholds=m.thresholds.copy(),
+        class_names=m.class_names,
+        tiles=n_tiles,
+        model=m.name,
+    )
+
+
+def classify_cells(
+    image_cyx: Any,
+    *,
+    model: Any = DEFAULT_MODEL,
+    nucleus_method: str = "classical",
+    nucleus_diameter: float | None = None,
+    device: str = "auto",
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Segment the cells of an HPA image and classify each one (masked crop).
+
+    Parameters
+    ----------
+    image_cyx : array_like or Image
+        ``(4, Y, X)`` HPA image (see :func:`localization`).
+    model : str or LocalizationModel
+        Shipped model name, model folder or loaded model.
+    nucleus_method : {"classical", "model"}
+        Nucleus segmentation (see :func:`cytolens.classify.cells.segment_cells`).
+    nucleus_diameter : float, optional
+        Typical nucleus diameter in px (estimated when omitted).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per cell: ``cell_id``, box ``xmin, ymin, xmax, ymax`` (px,
+        max exclusive), ``cell_area_px``, ``nucleus_area_px``,
+        ``touches_border``, ``predicted`` (class numbers called present),
+        ``labels`` (names), ``nucleolar_probability``, ``nucleolar``
+        ("Nucleoli" or "Not Nucleoli"), ``confidence`` (of that label,
+        ``max(p, 1 - p)``), and ``p_00`` ... ``p_27``.
+    nuclei, cells : numpy.ndarray of int32
+        The label images (cell ``k`` grows from nucleus ``k``).
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> img = np.zeros((4, 128, 128), np.float32)
+    >>> img[2][(yy - 64) ** 2 + (xx - 64) ** 2 < 14**2] = 0.8
+    >>> img[0][(yy - 64) ** 2 + (xx - 64) ** 2 < 40**2] = 0.4
+    >>> table, nuc, cells = classify_cells(img, nucleus_diameter=28, device="cpu")
+    >>> len(table), table.loc[0, "nucleolar"] in ("Nucleoli", "Not Nucleoli")
+    (1, True)
+    """
+    m = _resolve(model, device)
+    x = as_cyx_float(image_cyx)
+    nuclei, cells = segment_cells(
+        x, nucleus_method=nucleus_method, nucleus_diameter=nucleus_diameter
+    )
+    table = cell_table(nuclei, cells)
+    probs, ids = m.predict_cells(x, cells)
+    if list(table["cell_id"]) != ids:
+        raise ModelError("internal error: cell crops and the cell table disagree")
+    pred = probs >= m.thresholds[None, :]
+    p_nuc = nucleolar_probability(probs, m.thresholds) if len(probs) else np.zeros(0)
+    table["predicted"] = [" ".join(str(c) for c in np.flatnonzero(r)) for r in pred]
+    table["labels"] = ["; ".join(m.class_names[c] for c in np.flatnonzero(r)) for r in pred]
+    table["nucleolar_probability"] = p_nuc.round(4)
+    table["nucleolar"] = np.where(p_nuc >= 0.5, NUCLEOLAR_LABELS[0], NUCLEOLAR_LABELS[1])
+    table["confidence"] = np.maximum(p_nuc, 1 - p_nuc).round(4)
+    for c in range(N_CLASSES):
+        table[f"p_{c:02d}"] = probs[:, c].round(4) if len(probs) else np.zeros(0)
+    return table, nuclei, cells
