@@ -263,6 +263,10 @@ def train_command(
         typer.echo(f"warning: {len(missing)} labelled id(s) have no files in {folder}", err=True)
     if not 0 < val_fraction < 1:
         raise InputError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    name = re.sub(r"[^a-z0-9-]+", "-", out.name.lower()).strip("-") or "hpa-custom"
+    target = out.parent / name
+    if (target / "weights.pt").exists() and target.resolve() == Path(str(model)).resolve():
+        raise InputError(f"--out {out} would overwrite the model being fine-tuned")
     y = targets_to_matrix(table["classes"])
     part = stratified_split(y, [1 - val_fraction, val_fraction], seed=seed)
     ids = list(table["id"])
@@ -303,7 +307,6 @@ def train_command(
     per_class = per_class_f1(y[va], pred, class_names=CLASS_NAMES)
     per_class["train_support"] = y[tr].sum(0)
     per_class["threshold"] = thresholds
-    name = re.sub(r"[^a-z0-9-]+", "-", out.name.lower()).strip("-") or "hpa-custom"
     card = ModelCard(
         name=name,
         version="1.0.0",
@@ -331,9 +334,6 @@ def train_command(
             "train_s": round(time.perf_counter() - start, 1),
         },
     )
-    target = out.parent / name
-    if (target / "weights.pt").exists() and target.resolve() == Path(str(model)).resolve():
-        raise InputError(f"--out {out} would overwrite the model being fine-tuned")
     folder_out = save_model(net.state_dict(), card, root=out.parent)
     with atomic_path(folder_out / "validation.csv") as tmp:
         per_class.to_csv(tmp, index=False)
