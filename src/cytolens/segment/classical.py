@@ -198,9 +198,9 @@ def nuclei_classical(
     d = diameter_px(diameter, pixel_size_um)
     if d is None:
         d = estimate_diameter(x)
-        logger.info("estimated nucleus diameter: %s px", d)
         if d is None:
             return np.zeros(x.shape, np.uint32)
+        logger.debug("estimated nucleus diameter: %.1f px", d)
     xs = gaussian(x, max(1.0, d / 16))
     if not np.ptp(xs) > 0:
         return np.zeros(x.shape, np.uint32)
