@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import pandas as pd
 
+    from cytolens.core.files import pin_json
     from cytolens.detect.annotations import read_voc, validate_boxes
     from cytolens.detect.model import Detector
     from cytolens.detect.train import (
@@ -87,8 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     from cytolens.models import ModelCard, save_model
 
     t0 = time.perf_counter()
-    split = make_split(args.seed)
-    SPLIT_FILE.write_text(json.dumps(split, indent=1) + "\n")
+    split = pin_json(SPLIT_FILE, make_split(args.seed))
     from cytolens.io import imread
     from cytolens.models import load_card, load_state_dict
 

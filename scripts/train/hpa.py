@@ -35,7 +35,6 @@ see :mod:`cytolens.classify.train`.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -68,21 +67,6 @@ def make_split(ids: list[str], targets: np.ndarray, seed: int = 0) -> dict[str, 
         "train": sorted(i for i, k in zip(ids, part, strict=True) if k == 0),
         "validation": sorted(i for i, k in zip(ids, part, strict=True) if k == 1),
     }
-
-
-def load_or_write_split(ids: list[str], targets: np.ndarray, seed: int) -> dict[str, Any]:
-    from cytolens.core.files import atomic_path
-
-    split = make_split(ids, targets, seed)
-    if SPLIT_FILE.exists():
-        stored = json.loads(SPLIT_FILE.read_text())
-        if stored != split:
-            sys.exit(f"{SPLIT_FILE} differs from the split these settings make; remove it")
-        return stored
-    with atomic_path(SPLIT_FILE) as tmp:
-        tmp.write_text(json.dumps(split, indent=1) + "\n")
-    logger.info("wrote %s", SPLIT_FILE)
-    return split
 
 
 def scores(y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> dict[str, Any]:
@@ -162,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         predict_probabilities,
         train_network,
     )
+    from cytolens.core.files import pin_json
     from cytolens.models import ModelCard, save_model
 
     torch.set_num_threads(args.threads)
@@ -169,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = read_labels(HPA / "labels.csv")
     all_ids = list(labels["id"])
     y_all = targets_to_matrix(labels["classes"])
-    split = load_or_write_split(all_ids, y_all, args.seed)
+    split = pin_json(SPLIT_FILE, make_split(all_ids, y_all, args.seed))
     row = {i: k for k, i in enumerate(all_ids)}
     tr = np.array([row[i] for i in split["train"]])
     va = np.array([row[i] for i in split["validation"]])

@@ -39,7 +39,6 @@ it, and with the true diameter given) and everything goes into the card.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -89,21 +88,6 @@ def make_split(
         "counts": {k: {m: len(v) for m, v in part.items()} for k, part in parts.items()},
         **parts,
     }
-
-
-def load_or_write_split(samples: Any, path: Path, **kwargs: Any) -> dict[str, Any]:
-    from cytolens.core.files import atomic_path
-
-    split = make_split(samples, **kwargs)
-    if path.exists():
-        stored = json.loads(path.read_text())
-        if stored != split:
-            sys.exit(f"{path} differs from the split these settings make; remove it to rewrite it")
-        return stored
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(split, indent=1) + "\n")
-    logger.info("wrote %s", path)
-    return split
 
 
 # --------------------------------------------------------------------------- data
@@ -348,6 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     import pandas as pd
     import torch
 
+    from cytolens.core.files import pin_json
     from cytolens.models import ModelCard, save_model
     from cytolens.segment.model import NucleusSegmenter
     from cytolens.segment.network import UNet
@@ -359,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out = args.out if args.out is not None else ROOT / "build" / "train-nuclei"
     args.out.mkdir(parents=True, exist_ok=True)
     samples = pd.read_csv(DSB / "samples.csv")
-    split = load_or_write_split(samples, SPLIT_FILE)
+    split = pin_json(SPLIT_FILE, make_split(samples))
     train_ids = [(i, m) for m, ids in split["train"].items() for i in ids]
     if args.limit:
         train_ids = train_ids[: args.limit]

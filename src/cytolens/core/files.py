@@ -8,8 +8,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "pin_json"]
 
 
 @contextmanager
@@ -45,3 +46,56 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def pin_json(path: str | os.PathLike[str], content: Any) -> Any:
+    """Write ``content`` as JSON to a new file, or check that an existing file holds it.
+
+    For files that fix a choice once (a seeded train/validation split): the
+    first run writes it atomically; later runs must make the same content, so
+    a changed rule or data set cannot silently move images across the split.
+
+    Parameters
+    ----------
+    path : path-like
+        The JSON file.
+    content : JSON-serializable
+        What the file must hold (compared after a JSON round trip).
+
+    Returns
+    -------
+    The stored content.
+
+    Raises
+    ------
+    InputError
+        When the file exists and holds something else.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "split.json"
+    >>> pin_json(path, {"train": ["a"], "validation": ["b"]})["validation"]
+    ['b']
+    >>> pin_json(path, {"train": ["a", "b"], "validation": []})
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.InputError: ...split.json holds another content than these settings make; remove it to write it anew
+    """
+    import json
+
+    from cytolens.core.errors import InputError
+
+    path = Path(path)
+    expected = json.loads(json.dumps(content))
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored != expected:
+            raise InputError(
+                f"{path} holds another content than these settings make; "
+                "remove it to write it anew"
+            )
+        return stored
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(expected, indent=1) + "\n")
+    return expected
