@@ -385,5 +385,5 @@ def classify_cells(
     table["nucleolar"] = np.where(p_nuc >= 0.5, NUCLEOLAR_LABELS[0], NUCLEOLAR_LABELS[1])
     table["confidence"] = np.maximum(p_nuc, 1 - p_nuc).round(4)
     for c in range(N_CLASSES):
-        table[f"p_{c:02d}"] = probs[:, c].round(4) if len(probs) else np.zeros(0)
+        table[f"p_{c:02d}"] = probs[:, c].astype(np.float64).round(4) if len(probs) else np.zeros(0)
     return table, nuclei, cells
