@@ -80,7 +80,7 @@ def pin_json(path: str | os.PathLike[str], content: Any) -> Any:
     >>> pin_json(path, {"train": ["a", "b"], "validation": []})
     Traceback (most recent call last):
     ...
-    cytolens.core.errors.InputError: ...split.json holds another content than these settings make; remove it to write it anew
+    cytolens.core.errors.InputError: ...split.json holds another content than these settings make...
     """
     import json
 
