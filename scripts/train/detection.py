@@ -90,11 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     split = pin_json(SPLIT_FILE, make_split(args.seed))
     from cytolens.io import imread
-    from cytolens.models import load_card, load_state_dict
+    from cytolens.models import build_network, load_card
 
     if args.calibrate_only:
         card = load_card(NAME, root=args.out)
-        state = load_state_dict(NAME, root=args.out)
+        net = build_network(NAME, root=args.out)
         train_s = float(card.metrics.get("train_s", float("nan")))
         threads = card.metrics.get("train_threads", args.threads)
     else:
@@ -118,7 +118,6 @@ def main(argv: list[str] | None = None) -> None:
         net = train_detector(examples, CLASSES, config=cfg)
         train_s = time.perf_counter() - t_train
         threads = args.threads
-        state = net.state_dict()
         kwargs = {"in_channels": 3, "n_classes": len(CLASSES), "width": cfg.width}
         card = ModelCard(
             name=NAME,
@@ -156,10 +155,8 @@ def main(argv: list[str] | None = None) -> None:
             description="Boxes with a class and a confidence; keep those above 0.7 (default).",
         )
     params = {k: v for k, v in card.parameters.items() if k != "score_pivots"}
-    folder = save_model(state, card.model_copy(update={"parameters": params}), root=args.out)
-
     # through the public prediction path: raw scores (no pivots yet) on both splits
-    det = Detector.load(folder, device="cpu")
+    det = Detector.from_network(net, card.model_copy(update={"parameters": params}))
 
     def run(stems: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
         truth, preds = [], []
@@ -187,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     final = card.model_copy(
         update={"metrics": metrics, "parameters": {**params, "score_pivots": pivots}}
     )
-    save_model(state, final, root=args.out)
+    folder = save_model(net.state_dict(), final, root=args.out)
     logger.info("wrote %s", folder)
 
 

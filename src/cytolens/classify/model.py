@@ -205,14 +205,10 @@ class LocalizationModel:
         cls, name: Any = DEFAULT_MODEL, *, device: Any = "auto", root: Any = None
     ) -> LocalizationModel:
         """Load a shipped model by name, or a model folder (``card.yaml`` + ``weights.pt``)."""
-        from pathlib import Path
+        from cytolens.models import load_model
 
-        from cytolens.models import build_network, load_card
-
-        path = Path(name)
-        if root is None and (path / "card.yaml").is_file():
-            root, name = path.resolve().parent, path.resolve().name
-        return cls(build_network(name, root=root), load_card(name, root=root), device=device)
+        net, card = load_model(name, root=root)
+        return cls(net, card, device=device)
 
     def predict_batch(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``(n, 28)`` of a batch ``(n, 4, y, x)`` already at the working scale."""

@@ -92,8 +92,7 @@ def pin_json(path: str | os.PathLike[str], content: Any) -> Any:
         stored = json.loads(path.read_text())
         if stored != expected:
             raise InputError(
-                f"{path} holds another content than these settings make; "
-                "remove it to write it anew"
+                f"{path} holds another content than these settings make; remove it to write it anew"
             )
         return stored
     with atomic_path(path) as tmp:

@@ -173,13 +173,11 @@ def train_command(
         },
         metrics={"train_s": round(time.perf_counter() - start, 1)},
     )
-    folder = save_model(net.state_dict(), card, root=out.parent)
     # score pivots: raw score of best F1 on these training images -> 0.7 at prediction
     from cytolens.detect.train import fit_score_pivots
     from cytolens.io import imread
 
-    _load_cached.cache_clear()
-    tuned = Detector.load(folder, device="cpu")
+    tuned = Detector.from_network(net, card)
     preds = []
     for filename in table["filename"].unique():
         pred = tuned.predict(imread(images / filename), min_score=0.01)
@@ -187,7 +185,7 @@ def train_command(
     pivots = fit_score_pivots(pd.concat(preds, ignore_index=True), table, classes)
     card = card.model_copy(update={"parameters": {**card.parameters, "score_pivots": pivots}})
     folder = save_model(net.state_dict(), card, root=out.parent)
-    _load_cached.cache_clear()  # the folder's card changed: reload it next time
+    _load_cached.cache_clear()  # a folder loaded earlier may have been overwritten
     typer.echo(f"trained on {len(examples)} image(s), classes {classes}; model in {folder}")
 
 

@@ -27,13 +27,12 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cytolens.core.errors import InputError, ModelError
+from cytolens.core.errors import InputError
 from cytolens.core.normalize import sample_percentiles
 from cytolens.core.validate import check_array
 
@@ -155,6 +154,31 @@ class Detector:
 
         return _load_cached(str(model), str(resolve_device(device)))
 
+    @classmethod
+    def from_network(cls, net: Any, card: Any, *, device: Any = "cpu") -> Detector:
+        """A detector from a network in memory and its card (e.g. right after training).
+
+        ``card.parameters`` must hold ``classes``, ``scale`` and ``overlap``;
+        ``score_pivots`` is optional (raw heatmap scores without it).
+        """
+        import torch
+
+        from cytolens.core.devices import resolve_device
+
+        params = card.parameters
+        dev = torch.device(str(resolve_device(device)))
+        return cls(
+            net=net.to(dev).eval(),
+            device=dev,
+            name=card.name,
+            classes=list(params["classes"]),
+            in_channels=int(card.network["kwargs"]["in_channels"]),
+            scale=float(params["scale"]),
+            overlap=int(params["overlap"]),
+            card=card,
+            score_pivots=params.get("score_pivots"),
+        )
+
     def predict(
         self,
         image: Any,
@@ -258,33 +282,10 @@ def _rescale(x: np.ndarray, scale: float) -> np.ndarray:
 
 @cache
 def _load_cached(model: str, device: str) -> Detector:
-    import torch
+    from cytolens.models import load_model
 
-    from cytolens.detect.network import CenterNet
-    from cytolens.models import load_card, load_state_dict
-
-    path = Path(model)
-    root, name = (path.parent, path.name) if path.is_dir() else (None, model)
-    card = load_card(name, root=root)
-    params = card.parameters
-    net = CenterNet(**card.network["kwargs"])
-    try:
-        net.load_state_dict(load_state_dict(name, root=root))
-    except RuntimeError as exc:
-        raise ModelError(f"weights of {model!r} do not fit its architecture: {exc}") from None
-    dev = torch.device(device)
-    net.to(dev).eval()
-    return Detector(
-        net=net,
-        device=dev,
-        name=name,
-        classes=list(params["classes"]),
-        in_channels=int(card.network["kwargs"]["in_channels"]),
-        scale=float(params["scale"]),
-        overlap=int(params["overlap"]),
-        card=card,
-        score_pivots=params.get("score_pivots"),
-    )
+    net, card = load_model(model)
+    return Detector.from_network(net, card, device=device)
 
 
 def detect(

@@ -35,6 +35,7 @@ __all__ = [
     "build_network",
     "list_models",
     "load_card",
+    "load_model",
     "load_state_dict",
     "model_dir",
     "save_model",
@@ -194,6 +195,21 @@ def build_network(
     except RuntimeError as exc:
         raise ModelError(f"weights of {name!r} do not fit its network: {exc}") from None
     return net.eval()
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+) -> tuple[Any, ModelCard]:
+    """The network (see :func:`build_network`) and the card of a shipped model or model folder.
+
+    Examples
+    --------
+    >>> net, card = load_model("focus-miq-v1")
+    >>> card.name, type(net).__name__
+    ('focus-miq-v1', 'FocusNet')
+    """
+    name, root = _locate(name_or_path, root)
+    return build_network(name, root=root), load_card(name, root=root)
 
 
 def save_model(
