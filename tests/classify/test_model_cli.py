@@ -93,6 +93,19 @@ def test_cells_of_a_real_image(hpa: Path) -> None:
     assert table["confidence"].between(0.5, 1).all()
 
 
+def test_cell_predictions_do_not_depend_on_the_batch_size(hpa: Path) -> None:
+    from cytolens.classify.cells import as_cyx_float, segment_cells
+    from cytolens.classify.model import LocalizationModel
+
+    m = LocalizationModel.load("hpa-v1", device="cpu")
+    x = as_cyx_float(read_hpa(hpa / "images", read_labels(hpa / "labels.csv")["id"][1]))
+    cells = segment_cells(x)[1]
+    whole, ids = m.predict_cells(x, cells, batch_size=1000)
+    batched, ids3 = m.predict_cells(x, cells, batch_size=3)
+    assert ids == ids3 == sorted(set(np.unique(cells)) - {0}) and len(ids) > 3
+    np.testing.assert_allclose(batched, whole, atol=1e-5)
+
+
 def test_pictures(hpa: Path, tmp_path: Path) -> None:
     img = read_hpa(hpa / "images", read_labels(hpa / "labels.csv")["id"][0])
     png = composite_png(img, tmp_path / "c" / "composite.png")

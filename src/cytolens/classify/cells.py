@@ -8,6 +8,7 @@ to zero) and classify the crop like a small image.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import pandas as pd
 
 from cytolens.core.errors import InputError
 
-__all__ = ["CROP_SIZE", "cell_crops", "cell_table", "segment_cells"]
+__all__ = ["CROP_SIZE", "cell_crops", "cell_table", "iter_cell_crops", "segment_cells"]
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +211,10 @@ def cell_crops(
     ids : list of int
         The cell label of each crop.
 
+    See Also
+    --------
+    iter_cell_crops : the same crops in batches, for images with many cells.
+
     Examples
     --------
     >>> cells = np.zeros((40, 40), np.int32)
@@ -218,9 +223,37 @@ def cell_crops(
     >>> crops.shape, ids, float(crops[0, 0].sum())
     ((1, 4, 32, 32), [3], 50.0)
     """
+    batches = list(iter_cell_crops(image, cells, scale=scale, size=size))
+    if not batches:
+        return np.zeros((0, image.shape[0], size, size), np.float32), []
+    return np.concatenate([b[0] for b in batches]), [k for b in batches for k in b[1]]
+
+
+def iter_cell_crops(
+    image: np.ndarray,
+    cells: np.ndarray,
+    *,
+    scale: float = 0.5,
+    size: int = CROP_SIZE,
+    batch_size: int = 64,
+) -> Iterator[tuple[np.ndarray, list[int]]]:
+    """Masked cell crops (as :func:`cell_crops`) in batches of at most ``batch_size`` cells.
+
+    Memory stays at one batch of crops (``batch_size * C * size**2`` floats)
+    however many cells the image holds.
+
+    Examples
+    --------
+    >>> cells = np.zeros((40, 40), np.int32)
+    >>> cells[5:15, 5:15], cells[20:30, 20:30], cells[30:40, 0:10] = 1, 2, 3
+    >>> [ids for _, ids in iter_cell_crops(np.ones((4, 40, 40)), cells, size=16, batch_size=2)]
+    [[1, 2], [3]]
+    """
     from scipy import ndimage as ndi
     from skimage.transform import resize
 
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
     out, ids = [], []
     for k, sl in enumerate(ndi.find_objects(cells), start=1):
         if sl is None:
@@ -236,5 +269,8 @@ def cell_crops(
         canvas[:, y0 : y0 + nh, x0 : x0 + nw] = crop
         out.append(canvas)
         ids.append(k)
-    shape = (0, image.shape[0], size, size)
-    return (np.stack(out) if out else np.zeros(shape, np.float32)), ids
+        if len(out) == batch_size:
+            yield np.stack(out), ids
+            out, ids = [], []
+    if out:
+        yield np.stack(out), ids

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cytolens.classify.cells import as_cyx_float, cell_crops, cell_table, segment_cells
+from cytolens.classify.cells import as_cyx_float, cell_table, iter_cell_crops, segment_cells
 from cytolens.classify.hpa import CLASS_NAMES, N_CLASSES, NUCLEOLAR_CLASSES, NUCLEOLAR_LABELS
 from cytolens.core.errors import InputError, ModelError
 
@@ -248,10 +248,10 @@ class LocalizationModel:
         x = as_cyx_float(image)
         if cells.shape != x.shape[1:]:
             raise InputError(f"cells {cells.shape} and image {x.shape[1:]} differ in shape")
-        crops, ids = cell_crops(x, cells, scale=self.scale)
-        probs = [
-            self.predict_batch(crops[i : i + batch_size]) for i in range(0, len(crops), batch_size)
-        ]
+        probs, ids = [], []
+        for crops, batch_ids in iter_cell_crops(x, cells, scale=self.scale, batch_size=batch_size):
+            probs.append(self.predict_batch(crops))
+            ids += batch_ids
         return (np.concatenate(probs) if probs else np.zeros((0, N_CLASSES), np.float32)), ids
 
 
