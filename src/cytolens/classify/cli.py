@@ -7,7 +7,6 @@ results atomically; errors are one line (see :mod:`cytolens.cli`).
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,10 +15,10 @@ import numpy as np
 import typer
 
 from cytolens.classify.model import DEFAULT_MODEL
-from cytolens.core.errors import InputError, MissingFileError
+from cytolens.core.errors import InputError
 from cytolens.core.progress import progress_bar
 
-__all__ = ["app", "hpa_sample_ids"]
+__all__ = ["app"]
 
 app = typer.Typer(
     help="Classify protein localization in Human Protein Atlas images (per image and per cell).",
@@ -30,30 +29,6 @@ app = typer.Typer(
 
 #: Overlays shown in report.html (all are written to the output folder).
 REPORT_OVERLAYS = 12
-_CHANNEL_FILE = re.compile(r"^(?P<id>.+)_blue\.(png|tif|tiff|jpg)$", re.IGNORECASE)
-
-
-def hpa_sample_ids(folder: Path) -> list[str]:
-    """Sorted ids of the HPA samples in a folder (one ``<id>_blue.<ext>`` file each).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> d = Path(tempfile.mkdtemp())
-    >>> for name in ("b_blue.png", "a_blue.tif", "a_red.tif", "notes.txt"):
-    ...     _ = (d / name).write_bytes(b"")
-    >>> hpa_sample_ids(d)
-    ['a', 'b']
-    """
-    if not folder.is_dir():
-        raise MissingFileError(f"{folder}: no such folder (expected HPA <id>_<colour>.png files)")
-    ids = set()
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            m = _CHANNEL_FILE.match(entry.name)
-            if m:
-                ids.add(m.group("id"))
-    return sorted(ids)
 
 
 def _cell_boxes(cells: Any, min_confidence: float) -> Any:
@@ -96,7 +71,7 @@ def hpa_command(
     from cytolens.classify.model import LocalizationModel, classify_cells, localization
     from cytolens.core.files import atomic_path
     from cytolens.detect.annotations import write_boxes_csv, write_voc
-    from cytolens.io import hpa_composite, imwrite, read_hpa
+    from cytolens.io import hpa_composite, hpa_sample_ids, imwrite, read_hpa
     from cytolens.report import Report, draw_boxes
 
     ids = hpa_sample_ids(folder)[:limit]
@@ -248,6 +223,7 @@ def train_command(
     )
     from cytolens.core.files import atomic_path
     from cytolens.evaluate import classification_scores, per_class_f1
+    from cytolens.io import hpa_sample_ids
     from cytolens.models import ModelCard, save_model
 
     table = read_labels(labels)

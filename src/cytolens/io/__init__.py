@@ -19,7 +19,7 @@ from cytolens.core.image import Image
 from cytolens.io.ctc import CTCSequence, read_ctc, read_ctc_tracks, write_ctc_tracks
 from cytolens.io.describe import describe
 from cytolens.io.formats import READ_SUFFIXES, WRITE_SUFFIXES
-from cytolens.io.hpa import HPA_CHANNELS, hpa_composite, read_hpa
+from cytolens.io.hpa import HPA_CHANNELS, hpa_composite, hpa_sample_ids, read_hpa
 from cytolens.io.paths import find_images, output_stems
 from cytolens.io.read import imread
 from cytolens.io.write import imwrite
@@ -33,6 +33,7 @@ __all__ = [
     "describe",
     "find_images",
     "hpa_composite",
+    "hpa_sample_ids",
     "imread",
     "imwrite",
     "output_stems",

@@ -13,7 +13,7 @@ from cytolens.core.errors import FileFormatError, InputError, MissingFileError
 from cytolens.core.image import Image
 from cytolens.io.read import imread
 
-__all__ = ["HPA_CHANNELS", "hpa_composite", "read_hpa"]
+__all__ = ["HPA_CHANNELS", "hpa_composite", "hpa_sample_ids", "read_hpa"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,30 @@ _SUFFIXES = (".png", ".tif", ".tiff", ".jpg")
 _RGB_SAMPLE = {"red": 0, "green": 1, "blue": 2, "yellow": 0}
 
 
+def hpa_sample_ids(folder: str | os.PathLike[str]) -> list[str]:
+    """Sorted ids of the HPA samples in a folder (one ``<id>_blue.<png|tif|tiff|jpg>`` file each).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in ("b_blue.png", "a_blue.tif", "a_red.tif", "notes.txt"):
+    ...     _ = (d / name).write_bytes(b"")
+    >>> hpa_sample_ids(d)
+    ['a', 'b']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingFileError(f"{folder}: no such folder (expected HPA <id>_<colour>.png files)")
+    ids = set()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            stem, dot, suffix = entry.name.rpartition(".")
+            if dot and f".{suffix.lower()}" in _SUFFIXES and stem.endswith("_blue") and stem[:-5]:
+                ids.add(stem[:-5])
+    return sorted(ids)
+
+
 def _split(path_or_prefix: Path, sample_id: str | None) -> tuple[Path, str]:
     """(folder, sample id) from a folder + id, a prefix ``<dir>/<id>`` or a channel file."""
     if sample_id is not None:
@@ -34,7 +58,7 @@ def _split(path_or_prefix: Path, sample_id: str | None) -> tuple[Path, str]:
             )
         return path_or_prefix, sample_id
     if path_or_prefix.is_dir():
-        ids = sorted({p.name.rsplit("_", 1)[0] for p in path_or_prefix.glob("*_blue.*")})
+        ids = hpa_sample_ids(path_or_prefix)
         if not ids:
             raise MissingFileError(f"{path_or_prefix} holds no HPA sample (no *_blue.* file)")
         if len(ids) > 1:
