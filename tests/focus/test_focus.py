@@ -133,6 +133,17 @@ def test_best_plane_accepts_image_and_rejects_channels(model):
         best_plane(stack, method="sharpness")
 
 
+def test_level_colours_run_green_to_red_and_fade_with_uncertainty() -> None:
+    from cytolens.focus.overlay import level_rgba
+
+    rgba = level_rgba(np.arange(11), 11, certainty=np.linspace(1, 0, 11))
+    assert rgba.shape == (11, 4)
+    assert rgba[0, 1] > rgba[0, 0] and rgba[-1, 0] > rgba[-1, 1]  # green ... red
+    assert np.all(np.diff(rgba[:, 3]) < 0) and rgba[-1, 3] == pytest.approx(0.15)
+    with pytest.raises(InputError, match=r"levels must lie in 0\.\.10"):
+        level_rgba([11], 11)
+
+
 def test_overlay_png_is_written(tmp_path, model):
     from PIL import Image as PILImage
 

@@ -19,7 +19,6 @@ from cytolens.napari._reader import get_reader  # noqa: E402
 from cytolens.napari._sample_data import bead_sample, nuclei_sample, tracking_sample  # noqa: E402
 from cytolens.napari._widgets import (  # noqa: E402
     deconvolve_widget,
-    level_colors,
     rate_focus_widget,
     segment_nuclei_widget,
     track_widget,
@@ -157,12 +156,6 @@ def test_sample_data_shapes() -> None:
     assert movie.shape == (20, 320, 320) and tkw["scale"] == (1.0, 0.125, 0.125)
 
 
-def test_level_colors_ramp() -> None:
-    colors = level_colors(np.arange(5), 5)
-    assert colors.shape == (5, 4)
-    assert np.all(np.diff(colors[:, 0]) > 0) and np.all(np.diff(colors[:, 1]) < 0)
-
-
 def test_rate_focus_widget_on_nuclei() -> None:
     image = data.nuclei().data
     rects, kwargs, kind = rate_focus_widget(image, patch_size=84)
@@ -173,6 +166,11 @@ def test_rate_focus_widget_on_nuclei() -> None:
     assert len(kwargs["properties"]["level"]) == n_patches
     cert = kwargs["properties"]["certainty"]
     assert np.all((cert >= 0) & (cert <= 1))
+    # the same colours as the PNG overlay: level hue, certainty as opacity
+    from cytolens.focus.overlay import level_rgba
+
+    expected = level_rgba(kwargs["properties"]["level"], 11, cert)
+    np.testing.assert_allclose(kwargs["edge_color"], expected)
     assert kwargs["metadata"]["verdict"] == "in focus" and kwargs["name"] == "focus: in focus"
     # Rectangles tile the image from the top-left corner.
     assert rects[:, :, 0].min() == 0 and rects[:, :, 1].max() == (696 // 84) * 84

@@ -16,7 +16,7 @@ import numpy as np
 from cytolens.core.errors import InputError
 from cytolens.focus.rate import FocusResult, _as_2d
 
-__all__ = ["LEVEL_CMAP", "overlay_rgb", "save_overlay"]
+__all__ = ["LEVEL_CMAP", "level_rgba", "overlay_rgb", "save_overlay"]
 
 #: Colormap of the levels: green (in focus) through yellow to red (blurred).
 LEVEL_CMAP = "RdYlGn_r"
@@ -27,6 +27,42 @@ def _level_colors(n_levels: int) -> np.ndarray:
 
     cmap = matplotlib.colormaps[LEVEL_CMAP]
     return np.array([cmap(k / max(1, n_levels - 1))[:3] for k in range(n_levels)], np.float32)
+
+
+def level_rgba(levels: Any, n_levels: int, certainty: Any = None) -> np.ndarray:
+    """RGBA colours of patch levels as the overlays draw them (:data:`LEVEL_CMAP`).
+
+    Parameters
+    ----------
+    levels : array_like of int
+        Most likely level per patch, ``0 .. n_levels - 1``.
+    n_levels : int
+        Number of levels of the model.
+    certainty : array_like of float, optional
+        Per patch in ``[0, 1]``; opacity is ``0.15 + 0.85 * certainty``
+        (uncertain patches fade out). Opaque when omitted.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 4)`` float32 in ``[0, 1]``.
+
+    Examples
+    --------
+    >>> rgba = level_rgba([0, 10], 11, certainty=[1.0, 0.0])
+    >>> bool(rgba[0, 1] > rgba[0, 0]), bool(rgba[1, 0] > rgba[1, 1])  # green, red
+    (True, True)
+    >>> [round(float(a), 2) for a in rgba[:, 3]]
+    [1.0, 0.15]
+    """
+    idx = np.asarray(levels, np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n_levels):
+        raise InputError(f"levels must lie in 0..{n_levels - 1}, got {idx.min()}..{idx.max()}")
+    rgb = _level_colors(n_levels)[idx]
+    alpha = np.ones(len(idx), np.float32)
+    if certainty is not None:
+        alpha = (0.15 + 0.85 * np.clip(np.asarray(certainty, np.float32), 0, 1)).astype(np.float32)
+    return np.concatenate([rgb, alpha[:, None]], axis=1)
 
 
 def overlay_rgb(image: Any, result: FocusResult, *, border: int | None = None) -> np.ndarray:
@@ -69,14 +105,13 @@ def overlay_rgb(image: Any, result: FocusResult, *, border: int | None = None) -
         raise InputError(f"border must be between 1 and {ps // 2} pixels, got {border!r}")
     grey = to_display(arr)
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    colors = _level_colors(len(result.probabilities))
+    t = result.patches
+    colors = level_rgba(t["level"], len(result.probabilities), t["certainty"])
     frame = np.zeros((ps, ps), bool)
     frame[:b], frame[-b:], frame[:, :b], frame[:, -b:] = True, True, True, True
-    for row in result.patches.itertuples(index=False):
-        y0, x0 = int(row.y0), int(row.x0)
-        alpha = np.float32(0.15 + 0.85 * float(row.certainty))
-        view = rgb[y0 : y0 + ps, x0 : x0 + ps]
-        view[frame] = alpha * colors[int(row.level)] + (1 - alpha) * view[frame]
+    for y0, x0, (*color, alpha) in zip(t["y0"], t["x0"], colors, strict=True):
+        view = rgb[int(y0) : int(y0) + ps, int(x0) : int(x0) + ps]
+        view[frame] = alpha * np.asarray(color) + (1 - alpha) * view[frame]
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 

@@ -10,7 +10,7 @@ neither napari nor Qt; each function imports the capability
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,18 +32,6 @@ class DeconvolutionMethod(str, Enum):
     richardson_lucy = "richardson-lucy"
 
 
-def level_colors(levels: Any, n_levels: int) -> np.ndarray:
-    """RGBA colours from green (level 0, sharp) to red (level ``n_levels - 1``).
-
-    Examples
-    --------
-    >>> level_colors([0, 2], 3).tolist()
-    [[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]]
-    """
-    t = np.asarray(levels, np.float64) / max(n_levels - 1, 1)
-    return np.stack([t, 1.0 - t, np.zeros_like(t), np.ones_like(t)], axis=1)
-
-
 def rate_focus_widget(
     image: napari.types.ImageData,
     patch_size: int = 84,
@@ -60,8 +48,9 @@ def rate_focus_widget(
     Returns
     -------
     (data, kwargs, "shapes")
-        One rectangle per patch (corners in ``(y, x)``), edge colour from green
-        (level 0, in focus) to red; ``properties`` ``level``, ``certainty`` and
+        One rectangle per patch (corners in ``(y, x)``), edge colour as in
+        :func:`cytolens.focus.overlay_rgb` (green level 0, in focus, through
+        yellow to red; opacity from the certainty); ``properties`` ``level``, ``certainty`` and
         ``is_blank`` per patch; the verdict in the layer name and, with the
         in-focus probability and mean level, in ``metadata``.
 
@@ -73,6 +62,7 @@ def rate_focus_widget(
     ('shapes', (48, 4, 2), 'focus: in focus')
     """
     from cytolens.focus import rate_focus
+    from cytolens.focus.overlay import level_rgba
 
     result = rate_focus(image, patch_size=patch_size)
     table, ps = result.patches, result.patch_size
@@ -84,7 +74,7 @@ def rate_focus_widget(
     kwargs = {
         "name": f"focus: {result.verdict}",
         "shape_type": "rectangle",
-        "edge_color": level_colors(table["level"], n_levels),
+        "edge_color": level_rgba(table["level"], n_levels, table["certainty"]),
         "face_color": "transparent",
         "edge_width": max(1.0, ps / 40),
         "properties": {
