@@ -64,6 +64,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 BBBC = SHARED / "focus" / "bbbc006_subset"
 DSB = SHARED / "segmentation" / "dsb2018"
+HPA = SHARED / "classification" / "hpa"
+HPA_SPLIT = ROOT / "src" / "cytolens" / "classify" / "hpa_split.json"
+HPA_CHANNELS = ("red", "yellow")  # microtubules and ER: filaments and networks, always stained
 
 NAME = "focus-miq-v1"
 N_LEVELS = 11
@@ -200,6 +203,21 @@ def load_sources(bbbc_fields: Any, dsb_ids: Any) -> tuple[list[Source], list[Sou
         lab = tifffile.imread(DSB / "labels" / f"{i}.tif")
         dsb.append(_make_source(f"dsb_{i[:12]}", img, lab))
     return bbbc, dsb
+
+
+def hpa_split() -> tuple[list[str], list[str]]:
+    """Train and validation ids of the HPA samples (the split of the shipped HPA model)."""
+    split = json.loads(HPA_SPLIT.read_text())
+    return list(split["train"]), list(split["validation"])
+
+
+def hpa_sources(ids: Any) -> list[Source]:
+    """Microtubule and ER channels of HPA samples (confocal, in focus) as sources."""
+    return [
+        _make_source(f"hpa_{i[:8]}_{c}", _read_grey(HPA / "images" / f"{i}_{c}.png"))
+        for i in ids
+        for c in HPA_CHANNELS
+    ]
 
 
 # ----------------------------------------------------------------------------- simulation
@@ -491,8 +509,15 @@ def train(args: argparse.Namespace) -> None:
     bank = PSFBank()
     logger.info("PSF bank ready (%.0f s)", time.perf_counter() - t_start)
 
+    hpa_train = hpa_sources(hpa_split()[0]) if args.hpa_rate > 0 else []
+    if hpa_train:
+        logger.info("sources: %d HPA channels, drawn at rate %.2f", len(hpa_train), args.hpa_rate)
+
     def draw_source() -> Source:
-        pool = bbbc_train if rng.random() < BBBC_RATE else dsb_train_src
+        u = rng.random()
+        pool = bbbc_train if u < BBBC_RATE else dsb_train_src
+        if hpa_train and BBBC_RATE <= u < BBBC_RATE + args.hpa_rate:
+            pool = hpa_train
         return pool[int(rng.integers(len(pool)))]
 
     pool_x = np.zeros((args.pool, PATCH, PATCH), np.float32)
@@ -599,7 +624,17 @@ def train(args: argparse.Namespace) -> None:
             + "; held-out ids in parameters.heldout)",
             "simulated defocus: cytolens.simulate (scalar-diffraction PSF, NA 0.5, 500 nm, "
             "0.65 um pixels, n 1.0; Poisson + read noise, gain, offset, saturation)",
-        ],
+        ]
+        + (
+            [
+                "Human Protein Atlas images (CC BY-SA 3.0; Kaggle HPA 2018 format, "
+                "shared/data/classification/hpa): microtubule (red) and ER (yellow) channels "
+                f"of the {len(hpa_train) // len(HPA_CHANNELS)} samples of the HPA model's "
+                f"training split, {args.hpa_rate:.0%} of the simulated images"
+            ]
+            if hpa_train
+            else []
+        ),
         training_command="nice -n 10 python scripts/train/focus.py "
         + " ".join(
             f"--{k.replace('_', '-')} {v}"
@@ -656,6 +691,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-dsb", type=int, default=40, help="held-out DSB images to score")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hpa-rate",
+        type=float,
+        default=0.0,
+        help="share of simulated images drawn from HPA microtubule/ER channels (training split)",
+    )
     parser.add_argument(
         "--in-focus-only",
         action="store_true",
