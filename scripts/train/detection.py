@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     from cytolens.detect.annotations import read_voc, validate_boxes
     from cytolens.detect.model import Detector
     from cytolens.detect.train import (
+        NORMALIZATION,
         TrainConfig,
+        card_parameters,
         fit_score_pivots,
         load_examples,
         train_detector,
@@ -142,13 +144,9 @@ def main(argv: list[str] | None = None) -> None:
                 if k not in ("out", "calibrate_only")
             ),
             licence="BSD-3-Clause (weights); training data MIT",
-            normalization={"kind": "percentile", "pmin": 1.0, "pmax": 99.8, "per_channel": True},
+            normalization=NORMALIZATION,
             parameters={
-                "classes": CLASSES,
-                "scale": cfg.scale,
-                "overlap": cfg.overlap,
-                "min_score": 0.7,
-                "train_config": cfg.model_dump(),
+                **card_parameters(CLASSES, cfg),
                 "split_file": "src/cytolens/detect/bccd_split.json",
             },
             metrics={"train_s": round(train_s, 1)},

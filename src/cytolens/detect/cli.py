@@ -114,7 +114,13 @@ def train_command(
 
     from cytolens.detect.annotations import read_annotations
     from cytolens.detect.model import Detector, _load_cached
-    from cytolens.detect.train import TrainConfig, load_examples, train_detector
+    from cytolens.detect.train import (
+        NORMALIZATION,
+        TrainConfig,
+        card_parameters,
+        load_examples,
+        train_detector,
+    )
     from cytolens.models import ModelCard, save_model
 
     table = read_annotations(annotations, images=images)
@@ -163,14 +169,8 @@ def train_command(
         training_command=f"cytolens detect train (fine-tuned from {model})"
         if base
         else "cytolens detect train (from scratch)",
-        normalization={"kind": "percentile", "pmin": 1.0, "pmax": 99.8, "per_channel": True},
-        parameters={
-            "classes": classes,
-            "scale": cfg.scale,
-            "overlap": cfg.overlap,
-            "min_score": 0.7,
-            "train_config": cfg.model_dump(),
-        },
+        normalization=NORMALIZATION,
+        parameters=card_parameters(classes, cfg),
         metrics={"train_s": round(time.perf_counter() - start, 1)},
     )
     # score pivots: raw score of best F1 on these training images -> 0.7 at prediction

@@ -28,7 +28,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from cytolens.core.errors import InputError
 from cytolens.detect.annotations import validate_boxes
 
-__all__ = ["TrainConfig", "fit_score_pivots", "load_examples", "train_detector"]
+__all__ = [
+    "NORMALIZATION",
+    "TrainConfig",
+    "card_parameters",
+    "fit_score_pivots",
+    "load_examples",
+    "train_detector",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +54,30 @@ class TrainConfig(BaseModel):
     overlap: int = Field(64, ge=0)
     seed: int = 0
     threads: int = Field(2, ge=1)
+
+
+#: The input normalization of :func:`~cytolens.detect.model.prepare_image`, as a card states it.
+NORMALIZATION = {"kind": "percentile", "pmin": 1.0, "pmax": 99.8, "per_channel": True}
+
+
+def card_parameters(classes: Sequence[str], config: TrainConfig) -> dict[str, Any]:
+    """The model-card ``parameters`` a :class:`~cytolens.detect.model.Detector` is loaded from.
+
+    Examples
+    --------
+    >>> p = card_parameters(["RBC", "WBC"], TrainConfig())
+    >>> p["classes"], p["scale"], p["overlap"], p["min_score"]
+    (['RBC', 'WBC'], 0.5, 64, 0.7)
+    """
+    from cytolens.detect.model import MIN_SCORE
+
+    return {
+        "classes": list(classes),
+        "scale": config.scale,
+        "overlap": config.overlap,
+        "min_score": MIN_SCORE,
+        "train_config": config.model_dump(),
+    }
 
 
 class Example:
