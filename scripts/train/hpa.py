@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     from cytolens.classify.hpa import CLASS_NAMES, NUCLEOLAR_CLASSES, read_labels, targets_to_matrix
     from cytolens.classify.train import (
         TrainConfig,
+        card_parameters,
         fit_thresholds,
         predict_probabilities,
         train_network,
@@ -230,18 +231,15 @@ def main(argv: list[str] | None = None) -> None:
             "channels": ["red (microtubules)", "green (protein)", "blue (nucleus)", "yellow (ER)"],
         },
         parameters={
-            "scale": cfg.scale,
-            "tile_size": 512,
-            "class_names": list(CLASS_NAMES),
-            "thresholds": [round(float(t), 3) for t in thresholds],
-            "default_threshold": pooled,
-            "threshold_rule": (
+            **card_parameters(
+                cfg,
+                thresholds,
+                pooled,
                 f"per class, max F1 on {args.folds}-fold out-of-fold predictions of the training "
-                "images; classes with < 2 training positives get default_threshold (max micro F1)"
+                "images; classes with < 2 training positives get default_threshold (max micro F1)",
             ),
             "nucleolar_classes": list(NUCLEOLAR_CLASSES),
             "support": support,
-            "train_config": cfg.model_dump(),
             "split_file": "src/cytolens/classify/hpa_split.json",
         },
         metrics={

@@ -216,6 +216,7 @@ def train_command(
     from cytolens.classify.train import (
         HPADataset,
         TrainConfig,
+        card_parameters,
         fit_thresholds,
         predict_probabilities,
         stratified_split,
@@ -296,15 +297,12 @@ def train_command(
         training_data=[f"{len(tr)} images of {folder} labelled by {labels}"],
         training_command=f"cytolens classify train (from {model})",
         normalization={"kind": "dtype_range", "description": "channel / dtype max"},
-        parameters={
-            "scale": cfg.scale,
-            "tile_size": 512,
-            "class_names": list(CLASS_NAMES),
-            "thresholds": [round(float(t), 3) for t in thresholds],
-            "default_threshold": default,
-            "threshold_rule": "max F1 per class on the held-out images (tuned and scored on them)",
-            "train_config": cfg.model_dump(),
-        },
+        parameters=card_parameters(
+            cfg,
+            thresholds,
+            default,
+            "max F1 per class on the held-out images (tuned and scored on them)",
+        ),
         metrics={
             "held_out": {**metrics, "images": len(va), "note": "thresholds tuned on these images"},
             "train_s": round(time.perf_counter() - start, 1),

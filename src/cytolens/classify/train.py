@@ -41,6 +41,7 @@ from cytolens.core.errors import InputError
 __all__ = [
     "HPADataset",
     "TrainConfig",
+    "card_parameters",
     "fit_thresholds",
     "predict_probabilities",
     "sample_weights",
@@ -88,6 +89,30 @@ def downscale(x: np.ndarray, scale: float) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]
     y = F.interpolate(t, size=size, mode="bilinear", antialias=scale < 1, align_corners=False)
     return y[0].numpy()
+
+
+def card_parameters(
+    config: TrainConfig, thresholds: Any, default_threshold: float, threshold_rule: str
+) -> dict[str, Any]:
+    """The model-card ``parameters`` a :class:`~cytolens.classify.model.LocalizationModel` reads.
+
+    Examples
+    --------
+    >>> p = card_parameters(TrainConfig(), np.full(28, 0.4), 0.5, "max F1 per class")
+    >>> p["scale"], p["tile_size"], len(p["thresholds"]), p["class_names"][0]
+    (0.5, 512, 28, 'Nucleoplasm')
+    """
+    from cytolens.classify.hpa import CLASS_NAMES
+
+    return {
+        "scale": config.scale,
+        "tile_size": 512,
+        "class_names": list(CLASS_NAMES),
+        "thresholds": [round(float(t), 3) for t in thresholds],
+        "default_threshold": default_threshold,
+        "threshold_rule": threshold_rule,
+        "train_config": config.model_dump(),
+    }
 
 
 def sample_weights(targets: np.ndarray) -> np.ndarray:
