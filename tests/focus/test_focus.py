@@ -240,3 +240,40 @@ def test_cli_errors_and_best_plane(tmp_path, model):
     assert result.exit_code == 0, result.output
     assert '"best_plane"' in result.output
     assert len(pd.read_csv(tmp_path / "planes.csv")) == 5
+
+
+def test_cli_best_plane_of_a_real_stack_saved_one_file_per_plane(shared_data, tmp_path):
+    # DFNN light-sheet mitochondria z-stack: 34 planes, 0.05 um apart, one TIFF each
+    import json
+
+    from typer.testing import CliRunner
+
+    from cytolens.focus.cli import app
+
+    dfnn = shared_data / "focus/dfnn_lightsheet_defocus"
+    labels = pd.read_csv(dfnn / "labels.csv")
+    labels = labels[(labels["kind"] == "stack") & (labels["structure"] == "mitochondria")]
+    defocus = {
+        (dfnn / f).name: d for f, d in zip(labels["file"], labels["defocus_um"], strict=True)
+    }
+    plot = tmp_path / "curve.png"
+    result = CliRunner().invoke(
+        app,
+        [
+            "best-plane",
+            str(dfnn / "mitochondria/stack"),
+            "--device",
+            "cpu",
+            "--json",
+            "--plot",
+            str(plot),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert len(payload["planes"]) == len(defocus) == 34
+    # natural order along z, and the pick is within two planes (0.1 um) of focus
+    names = [p.split("/")[-1] for p in payload["file"]]
+    assert [defocus[n] for n in names] == sorted(defocus.values())
+    assert abs(defocus[payload["best_file"].split("/")[-1]]) <= 0.1
+    assert plot.read_bytes()[:4] == b"\x89PNG"

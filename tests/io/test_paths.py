@@ -25,3 +25,14 @@ def test_missing_inputs_name_what_was_given(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="folder has no image files"):
         find_images([tmp_path / "empty"])
+
+
+def test_folders_and_patterns_come_in_natural_order(tmp_path):
+    for k in (10, 2, 1):
+        imwrite(tmp_path / f"z{k}.tif", np.zeros((8, 8), np.uint8))
+    assert [p.name for p in find_images([tmp_path])] == ["z1.tif", "z2.tif", "z10.tif"]
+    assert [p.name for p in find_images([str(tmp_path / "z*.tif")])] == [
+        "z1.tif",
+        "z2.tif",
+        "z10.tif",
+    ]

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from cytolens.core.errors import InputError, MissingFileError
+from cytolens.core.errors import InputError
 from cytolens.focus.model import DEFAULT_MODEL
 
 __all__ = ["app", "read_plane"]
@@ -183,44 +183,82 @@ def rate_cmd(
 
 @app.command("best-plane")
 def best_plane_cmd(
-    stack: Annotated[Path, typer.Argument(help="A z-stack file (e.g. a 3D TIFF).")],
-    axes: Annotated[str | None, typer.Option(help="Override the file's axes, e.g. ZYX.")] = None,
+    stack: Annotated[
+        list[str],
+        typer.Argument(
+            help="A z-stack file (e.g. a 3D TIFF), or the 2D planes as a folder, glob "
+            "pattern or several files (natural order: z2 before z10)."
+        ),
+    ],
+    axes: Annotated[
+        str | None, typer.Option(help="Override the axes of a stack file, e.g. ZYX.")
+    ] = None,
     method: Annotated[str, typer.Option(help="model or a classical measure.")] = "model",
     patch_size: Annotated[int, typer.Option(help="Patch side in pixels.")] = 84,
     model: Annotated[str, typer.Option(help="Shipped model name.")] = DEFAULT_MODEL,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     out: Annotated[Path | None, typer.Option(help="Write per-plane scores to this CSV.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the per-plane focus curve to this PNG.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
-    """Find the best-focused plane of a z-stack."""
+    """Find the best-focused plane of a z-stack (one file, or one file per plane)."""
     from rich.console import Console
     from rich.table import Table
 
     from cytolens.core.files import atomic_path
+    from cytolens.focus.model import FocusModel
+    from cytolens.focus.overlay import save_plane_scores
     from cytolens.focus.rate import best_plane
-    from cytolens.io import imread
+    from cytolens.io import find_images, imread, imread_stack
 
-    if not stack.exists():
-        raise MissingFileError(f"{stack}: no such file")
-    img = imread(stack, axes=axes)
+    files = find_images(stack)
+    for target in (out, plot):
+        if target is not None and target.resolve() in {f.resolve() for f in files}:
+            raise InputError(f"{target}: output would overwrite an input")
+    if len(files) == 1:
+        img = imread(files[0], axes=axes)
+        name = files[0].name
+    else:
+        if axes is not None:
+            raise InputError("--axes applies to a single stack file, not to a series of planes")
+        img = imread_stack(files, axis="Z")
+        name = f"{files[0].parent.name}/ ({len(files)} planes)"
     keep = "".join(a for a, s in zip(img.axes, img.shape, strict=True) if s != 1 or a in "ZYX")
     if keep != img.axes:
-        img = type(img)(np.asarray(img.data).reshape([img.sizes[a] for a in keep]), keep)
+        img = type(img)(img.data.reshape([img.sizes[a] for a in keep]), keep)
+    fm = FocusModel.load(model, device=device) if method == "model" else None
     best, scores = best_plane(
-        img, method=method, patch_size=patch_size, model=model, device=device, progress=True
+        img, method=method, patch_size=patch_size, model=fm or model, device=device, progress=True
     )
     if out is not None:
-        if out.resolve() == stack.resolve():
-            raise InputError(f"{out}: output would overwrite the input")
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
             scores.to_csv(tmp, index=False)
+    if plot is not None:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        save_plane_scores(
+            plot,
+            scores,
+            best,
+            in_focus_levels=fm.in_focus_levels if fm else None,
+            title=f"{name}: best plane z = {best}",
+        )
     if as_json:
-        payload = {"file": str(stack), "best_plane": best, "planes": scores.to_dict("records")}
+        payload = {
+            "file": str(files[0]) if len(files) == 1 else [str(f) for f in files],
+            "best_plane": best,
+            "best_file": str(files[best]) if len(files) > 1 else str(files[0]),
+            "planes": scores.to_dict("records"),
+        }
         typer.echo(json.dumps(payload, default=str))
         return
     console = Console()
-    table = Table(title=f"{stack.name}: best plane z = {best}")
+    title = f"{name}: best plane z = {best}"
+    if len(files) > 1:
+        title += f" ({files[best].name})"
+    table = Table(title=title)
     for col in scores.columns:
         table.add_column(str(col))
     for rec in scores.itertuples(index=False):

@@ -16,7 +16,7 @@ import numpy as np
 from cytolens.core.errors import InputError
 from cytolens.focus.rate import FocusResult, _as_2d
 
-__all__ = ["LEVEL_CMAP", "level_rgba", "overlay_rgb", "save_overlay"]
+__all__ = ["LEVEL_CMAP", "level_rgba", "overlay_rgb", "save_overlay", "save_plane_scores"]
 
 #: Colormap of the levels: green (in focus) through yellow to red (blurred).
 LEVEL_CMAP = "RdYlGn_r"
@@ -187,4 +187,79 @@ def save_overlay(
         fontsize=8,
     )
     bar.ax.tick_params(labelsize=8)
+    return save_figure(fig, path, dpi=dpi)
+
+
+def save_plane_scores(
+    path: str | os.PathLike[str],
+    scores: Any,
+    best: int,
+    *,
+    in_focus_levels: int | None = None,
+    title: str | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Plot the per-plane focus curve of :func:`~cytolens.focus.best_plane` as a PNG.
+
+    For the model: the certainty-weighted mean level per plane (lower is
+    sharper) and P(in focus) on a second axis; for a
+    classical measure: its value. The best plane is marked.
+
+    Parameters
+    ----------
+    path : path
+        Output PNG, written atomically.
+    scores : pandas.DataFrame
+        The per-plane table returned by ``best_plane``.
+    best : int
+        The best plane's index.
+    in_focus_levels : int, optional
+        Shade the mean levels ``0 .. in_focus_levels - 1`` as in focus
+        (:attr:`FocusModel.in_focus_levels <cytolens.focus.FocusModel>`).
+    title : str, optional
+        Figure title (default: the best plane).
+    dpi : int
+        Resolution of the saved figure.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> scores = pd.DataFrame({"z": [0, 1, 2], "mean_level": [4.0, 1.0, 3.5],
+    ...                        "p_in_focus": [0.1, 0.9, 0.2]})
+    >>> out = save_plane_scores(Path(tempfile.mkdtemp()) / "z.png", scores, 1)
+    >>> out.read_bytes()[:4]
+    b'\\x89PNG'
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from cytolens.report import save_figure
+
+    if "z" not in scores or len(scores.columns) < 2:
+        raise InputError("scores must be the table of best_plane: a 'z' column and a score")
+    z = scores["z"].to_numpy()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    if "mean_level" in scores:
+        ax.plot(z, scores["mean_level"], "o-", color="tab:blue", label="mean level")
+        ax.set_ylabel("mean defocus level (lower = sharper)", color="tab:blue")
+        if in_focus_levels:
+            ax.axhspan(0, in_focus_levels - 0.5, color="tab:green", alpha=0.1, lw=0)
+        twin = ax.twinx()
+        twin.plot(z, scores["p_in_focus"], "s--", color="tab:orange", ms=4, label="P(in focus)")
+        twin.set_ylim(-0.02, 1.02)
+        twin.set_ylabel("P(in focus)", color="tab:orange")
+    else:
+        measure = next(c for c in scores.columns if c != "z")
+        ax.plot(z, scores[measure], "o-", color="tab:blue")
+        ax.set_ylabel(f"{measure} (higher = sharper)")
+    ax.axvline(best, color="k", ls=":", lw=1)
+    ax.set_xlabel("plane (z index)")
+    ax.set_title(title or f"best plane: z = {best}", fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, path, dpi=dpi)

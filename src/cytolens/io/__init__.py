@@ -20,8 +20,8 @@ from cytolens.io.ctc import CTCSequence, read_ctc, read_ctc_tracks, write_ctc_tr
 from cytolens.io.describe import describe
 from cytolens.io.formats import READ_SUFFIXES, WRITE_SUFFIXES
 from cytolens.io.hpa import HPA_CHANNELS, hpa_composite, hpa_sample_ids, read_hpa
-from cytolens.io.paths import find_images, output_stems
-from cytolens.io.read import imread
+from cytolens.io.paths import find_images, natural_key, output_stems
+from cytolens.io.read import imread, imread_stack
 from cytolens.io.write import imwrite
 
 __all__ = [
@@ -35,7 +35,9 @@ __all__ = [
     "hpa_composite",
     "hpa_sample_ids",
     "imread",
+    "imread_stack",
     "imwrite",
+    "natural_key",
     "output_stems",
     "read_ctc",
     "read_ctc_tracks",

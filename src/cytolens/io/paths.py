@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import glob
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from cytolens.core.errors import InputError, MissingFileError
 from cytolens.io.formats import READ_SUFFIXES
 
-__all__ = ["find_images", "output_stems"]
+__all__ = ["find_images", "natural_key", "output_stems"]
 
 _GLOB_CHARS = set("*?[")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(path: str | Path) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders numbers in names by value: ``z2`` before ``z10``.
+
+    Examples
+    --------
+    >>> sorted(["z10.tif", "z2.tif", "z1.tif"], key=natural_key)
+    ['z1.tif', 'z2.tif', 'z10.tif']
+    """
+    parts = _DIGITS.split(str(path))
+    return tuple((1, int(p)) if i % 2 else (0, p) for i, p in enumerate(parts))
 
 
 def _is_image(path: Path) -> bool:
@@ -21,9 +35,11 @@ def _is_image(path: Path) -> bool:
 
 
 def find_images(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand files, folders (their images, sorted, not recursive) and glob patterns.
+    """Expand files, folders (their images, not recursive) and glob patterns.
 
-    Order is kept and repeats dropped. OME-Zarr folders count as images.
+    The images of a folder or pattern come in natural order (``z2`` before
+    ``z10``, see :func:`natural_key`); the order of ``inputs`` is kept and
+    repeats dropped. OME-Zarr folders count as images.
 
     Raises
     ------
@@ -43,7 +59,7 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir() and not path.name.lower().endswith(".zarr"):
-            files = sorted(p for p in path.iterdir() if _is_image(p))
+            files = sorted((p for p in path.iterdir() if _is_image(p)), key=natural_key)
             if not files:
                 raise InputError(
                     f"{path}: folder has no image files ({', '.join(sorted(READ_SUFFIXES))})"
@@ -51,7 +67,9 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
         elif path.exists():
             files = [path]
         elif _GLOB_CHARS & set(str(item)):
-            files = sorted(Path(p) for p in glob.glob(str(item)) if _is_image(Path(p)))
+            files = sorted(
+                (Path(p) for p in glob.glob(str(item)) if _is_image(Path(p))), key=natural_key
+            )
             if not files:
                 raise MissingFileError(f"{item}: no image matches this pattern")
         else:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from cytolens.core.axes import check_axes
-from cytolens.core.errors import AxesError
+from cytolens.core.errors import AxesError, FileFormatError, InputError
 from cytolens.core.image import Image
-from cytolens.io.formats import RawImage, read_format
+from cytolens.io.formats import RawImage, read_format, want_lazy
 from cytolens.io.ngff import read_ngff
 from cytolens.io.png_jpeg import read_png_jpeg
 from cytolens.io.tiff import read_tiff
 
-__all__ = ["imread"]
+__all__ = ["imread", "imread_stack"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,3 +130,100 @@ def _to_image(raw: RawImage, path: Path, axes: str | None) -> Image:
         logger.debug("%s: %d channel names for %d channels; dropped", path, len(names), n_c)
         names = None
     return Image(raw.data, final, sizes, names, path, raw.metadata)
+
+
+def _read_like(path: Path, shape: tuple[int, ...], dtype: Any, first: Path) -> np.ndarray:
+    data = np.asarray(imread(path, lazy=False).data)
+    if data.shape != shape or data.dtype != dtype:
+        raise FileFormatError(
+            f"{path} has shape {data.shape} and dtype {data.dtype}; the first file of the "
+            f"stack ({first.name}) has {shape} and {dtype}"
+        )
+    return data
+
+
+def imread_stack(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    axis: str = "Z",
+    lazy: bool | None = None,
+    lazy_threshold_mb: float = 512,
+) -> Image:
+    """Read one file per plane (or time point) as a single image with a new first axis.
+
+    Many acquisition programs save a z-stack or a time series as one file per
+    plane; this stacks them in the order given (see
+    :func:`~cytolens.io.find_images` for folders and patterns in natural order).
+
+    Parameters
+    ----------
+    paths : iterable of str or path-like
+        The files, one per position along ``axis``. Every file must have the
+        shape, dtype and axes of the first.
+    axis : {"Z", "T", "C"}
+        The new axis; the files must not have it already.
+    lazy : bool, optional
+        ``True`` returns a Dask array that reads each file when its plane is
+        computed, ``False`` reads all now; ``None`` chooses Dask when the stack
+        is larger than ``lazy_threshold_mb``.
+    lazy_threshold_mb : float
+        Size in MiB of the decoded stack above which ``lazy=None`` gives Dask.
+
+    Returns
+    -------
+    Image
+        Axes ``axis`` + the first file's axes; pixel sizes and channel names
+        of the first file; ``path`` is the first file's folder and
+        ``metadata["files"]`` lists the files.
+
+    Raises
+    ------
+    InputError
+        For no files, or an ``axis`` the files already have.
+    FileFormatError
+        For a file whose shape or dtype differs from the first (named; with a
+        lazy read, when its plane is computed).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from cytolens.io import imwrite
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> files = [imwrite(folder / f"z{k}.tif", np.full((8, 8), k, np.uint8)) for k in range(3)]
+    >>> stack = imread_stack(files)
+    >>> stack.axes, stack.shape, int(stack.data[2].max())
+    ('ZYX', (3, 8, 8), 2)
+    """
+    files = [Path(p) for p in paths]
+    if not files:
+        raise InputError("imread_stack needs at least one file")
+    axis = check_axes(axis)
+    if len(axis) != 1 or axis not in "ZTC":
+        raise AxesError(f"axis must be one of 'Z', 'T' or 'C', got {axis!r}")
+    first = imread(files[0], lazy=True)
+    if axis in first.axes:
+        raise AxesError(
+            f"{files[0]} already has a {axis} axis (axes {first.axes!r}, shape {first.shape}); "
+            f"imread_stack stacks files without one (give single planes, or another axis)"
+        )
+    shape, dtype = tuple(first.shape), first.data.dtype
+    nbytes = len(files) * math.prod(shape) * dtype.itemsize
+    if want_lazy(nbytes, lazy, lazy_threshold_mb):
+        import dask
+        import dask.array as da
+
+        read = dask.delayed(_read_like, pure=True)
+        data: Any = da.stack(
+            [da.from_delayed(read(p, shape, dtype, files[0]), shape, dtype) for p in files]
+        )
+    else:
+        data = np.stack([_read_like(p, shape, dtype, files[0]) for p in files])
+    metadata = {**first.metadata, "files": [str(p) for p in files]}
+    return Image(
+        data,
+        axis + first.axes,
+        dict(first.pixel_size_um),
+        first.channel_names,
+        files[0].parent,
+        metadata,
+    )
