@@ -277,3 +277,15 @@ def test_cli_best_plane_of_a_real_stack_saved_one_file_per_plane(shared_data, tm
     assert [defocus[n] for n in names] == sorted(defocus.values())
     assert abs(defocus[payload["best_file"].split("/")[-1]]) <= 0.1
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_best_plane_refuses_a_single_plane(tmp_path):
+    from typer.testing import CliRunner
+
+    from cytolens.focus.cli import app
+    from cytolens.io import imwrite
+
+    imwrite(tmp_path / "one.tif", np.zeros((96, 96), np.uint16))
+    result = CliRunner().invoke(app, ["best-plane", str(tmp_path / "one.tif")])
+    assert isinstance(result.exception, InputError)
+    assert "one.tif has axes 'YX'" in str(result.exception)

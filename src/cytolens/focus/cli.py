@@ -228,6 +228,11 @@ def best_plane_cmd(
     keep = "".join(a for a, s in zip(img.axes, img.shape, strict=True) if s != 1 or a in "ZYX")
     if keep != img.axes:
         img = type(img)(img.data.reshape([img.sizes[a] for a in keep]), keep)
+    if "Z" not in img.axes:
+        raise InputError(
+            f"{name} has axes {img.axes!r} (shape {img.shape}), no Z axis: give a z-stack "
+            "file (or --axes, e.g. ZYX), or several plane files"
+        )
     fm = FocusModel.load(model, device=device) if method == "model" else None
     best, scores = best_plane(
         img, method=method, patch_size=patch_size, model=fm or model, device=device, progress=True
