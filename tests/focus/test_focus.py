@@ -289,3 +289,27 @@ def test_cli_best_plane_refuses_a_single_plane(tmp_path):
     result = CliRunner().invoke(app, ["best-plane", str(tmp_path / "one.tif")])
     assert isinstance(result.exception, InputError)
     assert "one.tif has axes 'YX'" in str(result.exception)
+
+
+def test_cli_rate_picks_the_channel_of_a_multichannel_image(tmp_path):
+    from typer.testing import CliRunner
+
+    from cytolens import data
+    from cytolens.focus.cli import app
+    from cytolens.io import imwrite
+
+    sharp = data.nuclei().data[:252, :336].astype(np.float32)
+    blurred = simulate_defocus(sharp, defocus_levels()[9])
+    imwrite(tmp_path / "two.tif", np.stack([sharp, blurred]).astype(np.uint16), axes="CYX")
+    runner = CliRunner()
+    result = runner.invoke(app, ["rate", str(tmp_path / "two.tif"), "--out", str(tmp_path / "x")])
+    assert isinstance(result.exception, InputError)
+    assert "--channel" in str(result.exception)
+    levels = []
+    for channel in (0, 1):
+        out = tmp_path / f"c{channel}"
+        args = ["rate", str(tmp_path / "two.tif"), "--out", str(out), "--channel", str(channel)]
+        result = runner.invoke(app, [*args, "--device", "cpu", "--no-overlays"])
+        assert result.exit_code == 0, result.output
+        levels.append(pd.read_csv(out / "focus.csv")["mean_level"].iloc[0])
+    assert levels[0] + 3 < levels[1]

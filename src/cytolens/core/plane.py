@@ -115,7 +115,8 @@ def single_plane(
         plane = data[:3].astype(np.float32).mean(axis=0)
     else:
         raise InputError(
-            f"{name} has {n_c} channels (axes {axes!r}); pass channel= with the index of the "
-            f"stain to use (RGB/RGBA images are averaged over R, G and B)"
+            f"{name} has {n_c} channels (axes {axes!r}); pass channel= (--channel on the "
+            f"command line) with the index of the stain to use (RGB/RGBA images are averaged "
+            f"over R, G and B)"
         )
     return np.ascontiguousarray(plane, dtype=np.float32), pixel_size

@@ -30,13 +30,13 @@ app = typer.Typer(
 _GALLERY_PAGE = 24
 
 
-def read_plane(path: Path) -> np.ndarray:
-    """Read one 2D grey plane: singleton axes dropped, RGB(A) averaged to grey."""
+def read_plane(path: Path, channel: int | None = None) -> np.ndarray:
+    """Read one 2D grey plane: singleton axes dropped, ``channel`` picked, RGB(A) averaged."""
     from cytolens.core.plane import single_plane
     from cytolens.io import imread
 
     hint = "use `cytolens focus best-plane` for a z-stack"
-    return single_plane(imread(path), name=str(path), hint=hint)[0]
+    return single_plane(imread(path), channel=channel, name=str(path), hint=hint)[0]
 
 
 def _gallery(rows: list[dict[str, Any]], out: Path) -> list[Any]:
@@ -94,6 +94,10 @@ def rate_cmd(
     model: Annotated[str, typer.Option(help="Shipped model name.")] = DEFAULT_MODEL,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 256,
+    channel: Annotated[
+        int | None,
+        typer.Option(help="Channel index to rate in multi-channel images (RGB is averaged)."),
+    ] = None,
     overlays: Annotated[bool, typer.Option(help="Write an overlay PNG per image.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
@@ -117,7 +121,7 @@ def rate_cmd(
     with progress_bar() as bar:
         task = bar.add_task("rating focus", total=len(files))
         for k, path in enumerate(files):
-            plane = read_plane(path)
+            plane = read_plane(path, channel)
             res = rate_focus(plane, patch_size=patch_size, model=fm, batch_size=batch_size)
             row: dict[str, Any] = {"file": str(path), **res.summary()}
             if overlays:
