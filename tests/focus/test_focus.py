@@ -156,6 +156,32 @@ def test_overlay_png_is_written(tmp_path, model):
         assert im.format == "PNG" and im.size[0] > 300
 
 
+def test_overlay_of_a_large_lazy_image_is_shrunk_with_the_frames_in_place(shared_data, model):
+    import dask.array as da
+
+    from cytolens.core.plane import single_plane
+    from cytolens.focus.overlay import level_rgba, overlay_rgb
+
+    img = _read(shared_data / BBBC / "BBBC006_z_aligned__a05__s1__w1_10.png")
+    lazy, _ = single_plane(da.from_array(img, chunks=(128, 128)), lazy=True)
+    assert hasattr(lazy, "dask")  # not read by single_plane
+    res = rate_focus(lazy, model=model)
+    full = overlay_rgb(img, res)
+    small = overlay_rgb(lazy, res, max_side=200)
+    f = 4  # ceil(696 / 200)
+    assert small.shape == (-(-img.shape[0] // f), -(-img.shape[1] // f), 3)
+    # a confident patch's frame keeps its level colour at the shrunk position
+    t = res.patches
+    k = int(t["certainty"].idxmax())
+    rgba = level_rgba([t.loc[k, "level"]], 11, [t.loc[k, "certainty"]])[0]
+    y, x = -(-int(t.loc[k, "y0"]) // f), -(-int(t.loc[k, "x0"]) // f)
+    corner = full[int(t.loc[k, "y0"]), int(t.loc[k, "x0"])].astype(int)
+    assert np.abs(small[y, x].astype(int) - corner).max() <= 3
+    assert np.abs(small[y, x] / 255 - rgba[:3]).max() < 1 - rgba[3] + 0.01
+    with pytest.raises(InputError, match="max_side must be >= 1"):
+        overlay_rgb(img, res, max_side=0)
+
+
 def test_bad_input_raises_input_error(model):
     with pytest.raises(InputError, match=r"2-D, got 3-D with shape \(2, 100, 100\)"):
         rate_focus(np.zeros((2, 100, 100)), model=model)

@@ -20,7 +20,8 @@ def single_plane(
     channel: int | None = None,
     name: str = "image",
     hint: str = "pass one plane or a projection of the stack",
-) -> tuple[np.ndarray, dict[str, float]]:
+    lazy: bool = False,
+) -> tuple[Any, dict[str, float]]:
     """Reduce an image to one 2-D float32 plane.
 
     Axes come from the :class:`~cytolens.core.image.Image` or ``axes``;
@@ -44,11 +45,15 @@ def single_plane(
     hint : str
         What the caller's user should do instead, appended to the errors
         about extra planes (e.g. which command handles a z-stack).
+    lazy : bool
+        Keep a Dask input lazy (the plane is a Dask array, nothing is read
+        yet; NaN/inf are then found where it is computed). Default: read it.
 
     Returns
     -------
     plane : numpy.ndarray of float32, shape (Y, X)
-        Intensities in the input's range (not rescaled).
+        Intensities in the input's range (not rescaled); a Dask array of
+        float32 for a Dask input with ``lazy=True``.
     pixel_size_um : dict
         The ``Image``'s pixel sizes (empty for a plain array).
 
@@ -75,9 +80,9 @@ def single_plane(
         axes = image.axes if axes is None else axes
         name = str(image.path) if image.path is not None else name
         image = image.data
-    if is_dask(image):
+    if is_dask(image) and not lazy:
         image = np.asarray(image)
-    data = np.asarray(check_array(image, name=name))
+    data = check_array(image, name=name)
     if axes is None:
         if data.ndim == 2:
             axes = "YX"
@@ -119,4 +124,6 @@ def single_plane(
             f"command line) with the index of the stain to use (RGB/RGBA images are averaged "
             f"over R, G and B)"
         )
+    if is_dask(plane):
+        return plane.astype(np.float32), pixel_size
     return np.ascontiguousarray(plane, dtype=np.float32), pixel_size

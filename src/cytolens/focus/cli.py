@@ -30,13 +30,14 @@ app = typer.Typer(
 _GALLERY_PAGE = 24
 
 
-def read_plane(path: Path, channel: int | None = None) -> np.ndarray:
+def read_plane(path: Path, channel: int | None = None) -> Any:
     """Read one 2D grey plane: singleton axes dropped, ``channel`` picked, RGB(A) averaged."""
     from cytolens.core.plane import single_plane
     from cytolens.io import imread
 
     hint = "use `cytolens focus best-plane` for a z-stack"
-    return single_plane(imread(path), channel=channel, name=str(path), hint=hint)[0]
+    image = imread(path)  # a Dask array for large files: rated band by band, never loaded whole
+    return single_plane(image, channel=channel, name=str(path), hint=hint, lazy=True)[0]
 
 
 def _gallery(rows: list[dict[str, Any]], out: Path) -> list[Any]:

@@ -65,23 +65,35 @@ def level_rgba(levels: Any, n_levels: int, certainty: Any = None) -> np.ndarray:
     return np.concatenate([rgb, alpha[:, None]], axis=1)
 
 
-def overlay_rgb(image: Any, result: FocusResult, *, border: int | None = None) -> np.ndarray:
+def overlay_rgb(
+    image: Any,
+    result: FocusResult,
+    *,
+    border: int | None = None,
+    max_side: int | None = None,
+) -> np.ndarray:
     """The image in grey with each rated patch framed in its level's colour.
 
     Parameters
     ----------
-    image : array_like
+    image : array_like or dask.array.Array
         The 2D image that was rated.
     result : FocusResult
         Its rating.
     border : int, optional
-        Frame width in pixels; default ``max(2, patch_size // 20)``.
+        Frame width in pixels of the drawn picture; default
+        ``max(2, patch_size // 20)`` (at least 1 after shrinking).
+    max_side : int, optional
+        Shrink the picture by a whole factor (every ``f``-th pixel) so that its
+        longer side is at most this many pixels; only the kept pixels are
+        read, so the memory stays bounded for huge (Dask) images.
 
     Returns
     -------
     numpy.ndarray of uint8
-        ``(H, W, 3)`` RGB. Frame colour = most likely level (green 0 ... red
-        10); frame opacity = ``0.15 + 0.85 * certainty``.
+        ``(H, W, 3)`` RGB (``H, W`` divided by the shrink factor, rounded up).
+        Frame colour = most likely level (green 0 ... red 10); frame opacity =
+        ``0.15 + 0.85 * certainty``.
 
     Examples
     --------
@@ -94,23 +106,30 @@ def overlay_rgb(image: Any, result: FocusResult, *, border: int | None = None) -
     """
     from cytolens.report import to_display
 
-    arr = np.asarray(_as_2d(image))
+    arr = _as_2d(image)
     if tuple(arr.shape) != tuple(result.image_shape):
         raise InputError(
             f"image of shape {arr.shape} is not the rated image (shape {result.image_shape})"
         )
+    if max_side is not None and int(max_side) < 1:
+        raise InputError(f"max_side must be >= 1 pixel, got {max_side!r}")
+    f = 1 if max_side is None else max(1, -(-max(arr.shape) // int(max_side)))
     ps = result.patch_size
     b = max(2, ps // 20) if border is None else int(border)
     if not 0 < b <= ps // 2:
         raise InputError(f"border must be between 1 and {ps // 2} pixels, got {border!r}")
-    grey = to_display(arr)
+    b = max(1, b // f) if border is None else b
+    grey = to_display(np.asarray(arr[::f, ::f]))
     rgb = np.repeat(grey[..., None], 3, axis=2)
     t = result.patches
     colors = level_rgba(t["level"], len(result.probabilities), t["certainty"])
-    frame = np.zeros((ps, ps), bool)
-    frame[:b], frame[-b:], frame[:, :b], frame[:, -b:] = True, True, True, True
     for y0, x0, (*color, alpha) in zip(t["y0"], t["x0"], colors, strict=True):
-        view = rgb[int(y0) : int(y0) + ps, int(x0) : int(x0) + ps]
+        # the patch's pixels kept by the stride: rows y0 .. y0 + ps - 1 at y // f
+        ya, yb = -(-int(y0) // f), -(-(int(y0) + ps) // f)
+        xa, xb = -(-int(x0) // f), -(-(int(x0) + ps) // f)
+        view = rgb[ya:yb, xa:xb]
+        frame = np.zeros(view.shape[:2], bool)
+        frame[:b], frame[-b:], frame[:, :b], frame[:, -b:] = True, True, True, True
         view[frame] = alpha * np.asarray(color) + (1 - alpha) * view[frame]
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
@@ -122,6 +141,7 @@ def save_overlay(
     *,
     title: str | None = None,
     dpi: int = 100,
+    max_side: int = 2048,
 ) -> Path:
     """Write the overlay with a legend and the image's verdict as a PNG (atomically).
 
@@ -129,7 +149,7 @@ def save_overlay(
     ----------
     path : path
         Output PNG.
-    image : array_like
+    image : array_like or dask.array.Array
         The rated 2D image.
     result : FocusResult
         Its rating.
@@ -137,6 +157,9 @@ def save_overlay(
         Title above the picture (default: the verdict and mean level).
     dpi : int
         Resolution of the saved figure.
+    max_side : int
+        Larger images are drawn shrunk to this side (see :func:`overlay_rgb`),
+        which bounds the memory for huge images.
 
     Returns
     -------
@@ -160,7 +183,7 @@ def save_overlay(
 
     from cytolens.report import save_figure
 
-    rgb = overlay_rgb(image, result)
+    rgb = overlay_rgb(image, result, max_side=max_side)
     n = len(result.probabilities)
     h, w = rgb.shape[:2]
     scale = 7.0 / max(h, w)

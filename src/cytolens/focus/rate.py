@@ -30,9 +30,10 @@ __all__ = ["FocusResult", "best_plane", "rate_focus"]
 
 logger = logging.getLogger(__name__)
 
-#: Largest number of pixels the normalization percentiles are computed from.
 #: Smallest accepted patch side.
 _MIN_PATCH = 16
+#: Bytes of float32 pixels read at once: whole rows of patches, at least one batch.
+_BAND_BYTES = 64 * 2**20
 
 _VERDICT_IN, _VERDICT_OUT, _VERDICT_BLANK = "in focus", "out of focus", "no content"
 
@@ -206,9 +207,11 @@ def rate_focus(
     n_rows, n_cols = arr.shape[0] // ps, arr.shape[1] // ps
     tiles = iter_tiles((n_rows * ps, n_cols * ps), ps)
     probs = np.zeros((len(tiles), fm.n_levels), np.float32)
-    # Whole rows of patches are read at once (enough for one batch): one slice, one
-    # Dask compute, memory bounded by batch_size patches whatever the image size.
-    bands = max(1, batch_size // n_cols)
+    # Whole rows of patches are read at once: one slice, one Dask compute per band of
+    # about _BAND_BYTES (at least one batch), so file tiles are read few times and the
+    # memory stays bounded whatever the image size.
+    row_bytes = n_cols * ps * ps * 4
+    bands = max(1, batch_size // n_cols, _BAND_BYTES // row_bytes)
     with progress_reporter(progress, len(tiles), "patches") as update:
         for r0 in range(0, n_rows, bands):
             r1 = min(n_rows, r0 + bands)
