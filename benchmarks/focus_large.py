@@ -12,7 +12,7 @@ process so that its peak resident memory (``ru_maxrss``) is its own:
   read whole with tifffile (one number per image, no patches, no outputs): the
   usual classical approach, for scale.
 
-Run from the repository root (about 3 minutes on 2 CPU cores)::
+Run from the repository root (about 2 minutes on 2 CPU cores)::
 
     python benchmarks/focus_large.py [--sizes 10000,20000]
 
