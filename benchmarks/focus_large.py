@@ -85,25 +85,31 @@ def _measure(field: np.ndarray, size: int, bench: Benchmark) -> list[dict]:
         table = pd.read_csv(Path(tmp) / "out" / "focus.csv")
         ref_s, ref = _run(REFERENCE, str(path))
     n_patches = int(table["n_patches"].iloc[0])
+    runs = [
+        (
+            "cytolens focus rate (CLI, all outputs)",
+            ours_s,
+            ours,
+            f"{n_patches} patches, verdict {table['verdict'].iloc[0]}",
+        ),
+        (
+            "scikit-image variance of Laplacian (whole image)",
+            ref_s,
+            ref,
+            f"one value ({ref['variance_of_laplacian']:.4g})",
+        ),
+    ]
     rows = [
         {
             "size": size,
             "image_mib": round(mib),
-            "method": "cytolens focus rate (CLI, all outputs)",
-            "wall_s": round(ours_s, 1),
-            "peak_rss_mb": round(ours["peak_rss_mb"]),
-            "peak_over_image": round(ours["peak_rss_mb"] / mib, 2),
-            "result": f"{n_patches} patches, verdict {table['verdict'].iloc[0]}",
-        },
-        {
-            "size": size,
-            "image_mib": round(mib),
-            "method": "scikit-image variance of Laplacian (whole image)",
-            "wall_s": round(ref_s, 1),
-            "peak_rss_mb": round(ref["peak_rss_mb"]),
-            "peak_over_image": round(ref["peak_rss_mb"] / mib, 2),
-            "result": f"one value ({ref['variance_of_laplacian']:.4g})",
-        },
+            "method": method,
+            "wall_s": round(wall, 1),
+            "peak_rss_mb": round(child["peak_rss_mb"]),
+            "peak_over_image": round(child["peak_rss_mb"] / mib, 2),
+            "result": result,
+        }
+        for method, wall, child, result in runs
     ]
     keys = ("wall_s", "peak_rss_mb", "peak_over_image")
     bench.set(f"sizes.{size}.image_mib", round(mib, 1))

@@ -29,7 +29,7 @@ import tifffile
 from cytolens.core.errors import FileFormatError, InputError, MissingFileError
 from cytolens.core.files import atomic_path
 from cytolens.core.image import Image
-from cytolens.io.formats import check_dtype, read_errors, want_lazy
+from cytolens.io.formats import check_dtype, check_like, read_errors, want_lazy
 from cytolens.io.tiff import strict_tifffile
 
 if TYPE_CHECKING:
@@ -174,14 +174,8 @@ def _read_tiff(path: Path) -> np.ndarray:
         return tifffile.imread(path)
 
 
-def _read_plane(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    data = _read_tiff(path)
-    if data.shape != shape or data.dtype != dtype:
-        raise FileFormatError(
-            f"{path} has shape {data.shape} and dtype {data.dtype}; the sequence's first "
-            f"file has {shape} and {dtype}"
-        )
-    return data
+def _read_plane(path: Path, shape: tuple[int, ...], dtype: np.dtype, first: Path) -> np.ndarray:
+    return check_like(_read_tiff(path), path, shape, dtype, first)
 
 
 def _stack(
@@ -202,7 +196,7 @@ def _stack(
         import dask.array as da
 
         planes = [
-            da.from_delayed(dask.delayed(_read_plane)(files[t], shape, dtype), shape, dtype)
+            da.from_delayed(dask.delayed(_read_plane)(files[t], shape, dtype, first), shape, dtype)
             if t in files
             else da.zeros(shape, dtype)
             for t in frames
@@ -212,7 +206,7 @@ def _stack(
     present = [(i, files[t]) for i, t in enumerate(frames) if t in files]
 
     def load(item: tuple[int, Path]) -> None:
-        out[item[0]] = _read_plane(item[1], shape, dtype)
+        out[item[0]] = _read_plane(item[1], shape, dtype, first)
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         list(pool.map(load, present))

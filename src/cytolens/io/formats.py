@@ -233,6 +233,26 @@ def check_dtype(dtype: Any, path: Path) -> np.dtype:
     return dtype
 
 
+def check_like(
+    data: np.ndarray, path: Path, shape: tuple[int, ...], dtype: Any, first: Path
+) -> np.ndarray:
+    """Return ``data`` read from ``path`` if it has the ``shape`` and ``dtype`` of ``first``.
+
+    For series of files read as one image (one file per plane or frame).
+
+    Examples
+    --------
+    >>> check_like(np.zeros((2, 2)), Path("b.tif"), (2, 2), "float64", Path("a.tif")).shape
+    (2, 2)
+    """
+    if data.shape != tuple(shape) or data.dtype != np.dtype(dtype):
+        raise FileFormatError(
+            f"{path} has shape {data.shape} and dtype {data.dtype}; the first file of the "
+            f"series ({first.name}) has {tuple(shape)} and {np.dtype(dtype)}"
+        )
+    return data
+
+
 def want_lazy(nbytes: int, lazy: bool | None, lazy_threshold_mb: float) -> bool:
     """Decide whether to return a Dask array: forced by ``lazy``, else by decoded size.
 

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from cytolens.core.axes import check_axes
-from cytolens.core.errors import AxesError, FileFormatError, InputError
+from cytolens.core.errors import AxesError, InputError
 from cytolens.core.image import Image
-from cytolens.io.formats import RawImage, read_format, want_lazy
+from cytolens.io.formats import RawImage, check_like, read_format, want_lazy
 from cytolens.io.ngff import read_ngff
 from cytolens.io.png_jpeg import read_png_jpeg
 from cytolens.io.tiff import read_tiff
@@ -133,13 +133,7 @@ def _to_image(raw: RawImage, path: Path, axes: str | None) -> Image:
 
 
 def _read_like(path: Path, shape: tuple[int, ...], dtype: Any, first: Path) -> np.ndarray:
-    data = np.asarray(imread(path, lazy=False).data)
-    if data.shape != shape or data.dtype != dtype:
-        raise FileFormatError(
-            f"{path} has shape {data.shape} and dtype {data.dtype}; the first file of the "
-            f"stack ({first.name}) has {shape} and {dtype}"
-        )
-    return data
+    return check_like(np.asarray(imread(path, lazy=False).data), path, shape, dtype, first)
 
 
 def imread_stack(
