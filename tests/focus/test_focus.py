@@ -299,7 +299,7 @@ def test_cli_best_plane_of_a_real_stack_saved_one_file_per_plane(shared_data, tm
     payload = json.loads(result.output)
     assert len(payload["planes"]) == len(defocus) == 34
     # natural order along z, and the pick is within two planes (0.1 um) of focus
-    names = [p.split("/")[-1] for p in payload["file"]]
+    names = [p.split("/")[-1] for p in payload["files"]]
     assert [defocus[n] for n in names] == sorted(defocus.values())
     assert abs(defocus[payload["best_file"].split("/")[-1]]) <= 0.1
     assert plot.read_bytes()[:4] == b"\x89PNG"

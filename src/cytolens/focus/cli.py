@@ -257,9 +257,9 @@ def best_plane_cmd(
         )
     if as_json:
         payload = {
-            "file": str(files[0]) if len(files) == 1 else [str(f) for f in files],
+            "files": [str(f) for f in files],
             "best_plane": best,
-            "best_file": str(files[best]) if len(files) > 1 else str(files[0]),
+            "best_file": str(files[best] if len(files) > 1 else files[0]),
             "planes": scores.to_dict("records"),
         }
         typer.echo(json.dumps(payload, default=str))
