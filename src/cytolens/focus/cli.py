@@ -121,9 +121,21 @@ def rate_cmd(
     levels: list[np.ndarray] = []
     with progress_bar() as bar:
         task = bar.add_task("rating focus", total=len(files))
+        patches = bar.add_task("  patches", total=None)  # within the current image
+
+        def patch_progress(done: int, total: int) -> None:
+            bar.update(patches, completed=done, total=total)
+
         for k, path in enumerate(files):
             plane = read_plane(path, channel)
-            res = rate_focus(plane, patch_size=patch_size, model=fm, batch_size=batch_size)
+            bar.update(task, description=f"rating {path.name}")
+            res = rate_focus(
+                plane,
+                patch_size=patch_size,
+                model=fm,
+                batch_size=batch_size,
+                progress=patch_progress,
+            )
             row: dict[str, Any] = {"file": str(path), **res.summary()}
             if overlays:
                 name = Path("overlays") / f"{k:04d}_{path.name.split('.')[0]}.png"
