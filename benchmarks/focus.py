@@ -350,9 +350,24 @@ def real(bench: Benchmark, tm: Any, fm: Any, measures: list[str], sim_thresholds
         if name.endswith("_stack"):
             true_best = int(np.argmin(absd))
             from cytolens.focus import best_plane
+            from cytolens.focus.overlay import save_plane_scores
+            from cytolens.io import imread_stack
+            from harness import RESULTS
 
-            stack = np.stack([_read(DFNN / f) for f in r["file"]])
-            ours, _ = best_plane(stack, model=fm)
+            stack = imread_stack([DFNN / f for f in r["file"]])
+            ours, scores = best_plane(stack, model=fm)
+            curve = save_plane_scores(
+                RESULTS / f"focus_{name}_curve.png",
+                scores,
+                ours,
+                in_focus_levels=fm.in_focus_levels,
+                title=f"{name}: best plane {ours} (true {true_best}, 0.05 um apart)",
+            )
+            bench.text(
+                f"![{name}: per-plane focus curve]({curve.name})\n\n"
+                f"`cytolens focus best-plane` on the {len(r)} planes of {name}: mean level "
+                f"and P(in focus) per plane; picked plane {ours}, true in-focus plane {true_best}."
+            )
             bench.set(f"best_plane_error.{name}", abs(ours - true_best))
             bench.set(f"best_plane_defocus_um.{name}", float(r["defocus_um"].iloc[ours]))
             for m in measures:

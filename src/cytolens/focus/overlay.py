@@ -273,6 +273,15 @@ def save_plane_scores(
         ax.set_ylabel("mean defocus level (lower = sharper)", color="tab:blue")
         if in_focus_levels:
             ax.axhspan(0, in_focus_levels - 0.5, color="tab:green", alpha=0.1, lw=0)
+            ax.text(
+                0.01,
+                0.05,
+                f"in-focus levels 0-{in_focus_levels - 1}",
+                transform=ax.get_yaxis_transform(),
+                color="tab:green",
+                fontsize=8,
+                va="bottom",
+            )
         twin = ax.twinx()
         twin.plot(z, scores["p_in_focus"], "s--", color="tab:orange", ms=4, label="P(in focus)")
         twin.set_ylim(-0.02, 1.02)
