@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Benchmark
+from harness import RESULTS, Benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -352,7 +352,6 @@ def real(bench: Benchmark, tm: Any, fm: Any, measures: list[str], sim_thresholds
             from cytolens.focus import best_plane
             from cytolens.focus.overlay import save_plane_scores
             from cytolens.io import imread_stack
-            from harness import RESULTS
 
             stack = imread_stack([DFNN / f for f in r["file"]])
             ours, scores = best_plane(stack, model=fm)

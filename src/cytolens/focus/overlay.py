@@ -269,7 +269,7 @@ def save_plane_scores(
     z = scores["z"].to_numpy()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     if "mean_level" in scores:
-        ax.plot(z, scores["mean_level"], "o-", color="tab:blue", label="mean level")
+        ax.plot(z, scores["mean_level"], "o-", color="tab:blue")
         ax.set_ylabel("mean defocus level (lower = sharper)", color="tab:blue")
         if in_focus_levels:
             ax.axhspan(0, in_focus_levels - 0.5, color="tab:green", alpha=0.1, lw=0)
@@ -283,7 +283,7 @@ def save_plane_scores(
                 va="bottom",
             )
         twin = ax.twinx()
-        twin.plot(z, scores["p_in_focus"], "s--", color="tab:orange", ms=4, label="P(in focus)")
+        twin.plot(z, scores["p_in_focus"], "s--", color="tab:orange", ms=4)
         twin.set_ylim(-0.02, 1.02)
         twin.set_ylabel("P(in focus)", color="tab:orange")
     else:
