@@ -132,22 +132,64 @@ def demo(
     console.print(f"[bold green]report written:[/] {report.resolve()}")
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM/SIGHUP: raise, so temporaries are removed and no partial output stays."""
+    raise Terminated(signum)
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM); not an ``Exception``, like Ctrl-C."""
+
+
+def _error(message: str) -> None:
+    msg = message.strip().replace("\n", "; ")
+    err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+
+
+def _click_exceptions() -> Any:
+    """click's exception module (typer >= 0.23 vendors click as ``typer._click``)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older typer on click
+        from click import exceptions
+    return exceptions
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``cytolens`` command."""
+    """Entry point of the ``cytolens`` command.
+
+    Exit codes: 0 done; 1 done, but some inputs failed (listed); 2 bad input,
+    bad option or failed operation (one line naming the file, option or
+    value); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+    """
+    import signal
+
     from pydantic import ValidationError
 
+    click_errors = _click_exceptions()
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, _terminate)
     try:
-        app(args=argv, prog_name="cytolens")
-    except (CytolensError, ValidationError) as exc:
-        msg = str(exc).strip().replace("\n", "; ")
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        code = app(args=argv, prog_name="cytolens", standalone_mode=False)
+    except (CytolensError, ValidationError, OSError) as exc:
+        _error(str(exc))
         sys.exit(EXIT_ERROR)
-    except OSError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(EXIT_ERROR)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
+    except click_errors.NoArgsIsHelpError as exc:  # the help was printed when it was raised
+        sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:  # bad option values, missing arguments
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        _error(exc.format_message() + hint)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
+    except Terminated:
+        err_console.print("terminated: no partial output was kept", highlight=False)
+        sys.exit(143)
+    if code == 130:  # typer turns Ctrl-C into Exit(130)
+        err_console.print("interrupted: no partial output was kept", highlight=False)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 _register_subapps()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cytolens.core.devices import resolve_device
-from cytolens.core.errors import InputError
+from cytolens.core.errors import InputError, OutputError
 from cytolens.core.files import atomic_path
 
 
@@ -33,10 +33,21 @@ def test_atomic_path_replaces_folders(tmp_path):
     target = tmp_path / "img.ome.zarr"
     target.mkdir()
     (target / "old").write_text("x")
-    with atomic_path(target) as tmp:
+    with atomic_path(target, replace_folder=True) as tmp:
         tmp.mkdir()
         (tmp / "new").write_text("y")
     assert sorted(p.name for p in target.iterdir()) == ["new"]
+
+
+def test_atomic_path_never_replaces_a_folder_unasked(tmp_path):
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "notes.txt").write_text("precious")
+    for make in (lambda t: t.write_text("x"), lambda t: t.mkdir()):
+        with pytest.raises(OutputError, match="existing folder"), atomic_path(victim) as tmp:
+            make(tmp)
+    assert (victim / "notes.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["victim"]  # no temporary left
 
 
 def test_resolve_device():

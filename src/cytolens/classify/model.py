@@ -207,7 +207,7 @@ class LocalizationModel:
         """Load a shipped model by name, or a model folder (``card.yaml`` + ``weights.pt``)."""
         from cytolens.models import load_model
 
-        net, card = load_model(name, root=root)
+        net, card = load_model(name, root=root, capability="classify")
         return cls(net, card, device=device)
 
     def predict_batch(self, x: np.ndarray) -> np.ndarray:

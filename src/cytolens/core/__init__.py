@@ -8,6 +8,7 @@ from cytolens.core.errors import (
     InputError,
     MissingFileError,
     ModelError,
+    OutputError,
 )
 from cytolens.core.image import Image
 from cytolens.core.tiling import Tile, apply_tiled, iter_tiles, tile_shape_for_budget
@@ -20,6 +21,7 @@ __all__ = [
     "InputError",
     "MissingFileError",
     "ModelError",
+    "OutputError",
     "Tile",
     "apply_tiled",
     "check_axes",

@@ -17,6 +17,7 @@ __all__ = [
     "InputError",
     "MissingFileError",
     "ModelError",
+    "OutputError",
 ]
 
 
@@ -42,3 +43,7 @@ class FileFormatError(InputError):
 
 class ModelError(CytolensError, RuntimeError):
     """A shipped model is unknown, or its weights fail their checksum."""
+
+
+class OutputError(InputError):
+    """An output path cannot be used (a folder, an input, an earlier run's folder, read-only)."""

@@ -1,24 +1,79 @@
-"""Atomic output: nothing half-written is ever left under the final name."""
+"""Where outputs go and how they are written: one policy for every writer.
+
+- :func:`atomic_path`: a temporary sibling renamed to the final name on
+  success, so nothing half-written is ever left under the final name; removed
+  on any error, Ctrl-C or SIGTERM (the command line turns SIGTERM into an
+  exception).
+- :func:`check_output_file` and :func:`prepare_output_dir`: what a command
+  checks *before* computing anything: an output never replaces a folder with
+  a file, never writes over an input or a file given as an option, never mixes
+  two runs in one folder unless asked to (``overwrite=True``), and an
+  unwritable place is found at once, not after the work.
+- :func:`remove_stale_temps`: temporaries left by a killed run are removed by
+  the next run that writes there.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "pin_json"]
+from cytolens.core.errors import OutputError
+
+__all__ = [
+    "atomic_path",
+    "check_output_file",
+    "pin_json",
+    "prepare_output_dir",
+    "remove_stale_temps",
+]
+
+#: Names of the temporaries made by :func:`atomic_path`: ``.<stem>.<8 hex>.tmp<suffixes>``.
+_TEMP_NAME = re.compile(r"^\..*\.[0-9a-f]{8}\.tmp(\.[^/]*)?$")
+
+
+def _temp_sibling(path: Path) -> Path:
+    # keep the suffixes so writers that look at them (".ome.tif") still work
+    return path.with_name(
+        f".{path.stem.split('.')[0]}.{uuid.uuid4().hex[:8]}.tmp{''.join(path.suffixes)}"
+    )
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, replace_folder: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it to ``path`` on success.
 
-    Works for files and for folders (e.g. OME-Zarr). On any exception the
-    temporary is removed and an existing ``path`` is left untouched.
+    Works for files and for folders (e.g. OME-Zarr). On any exception
+    (Ctrl-C included) the temporary is removed and an existing ``path`` is
+    left untouched. An existing folder is never replaced by a file, and is
+    replaced by a folder only with ``replace_folder=True``. Errors that name
+    the temporary are raised naming ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        The final name.
+    replace_folder : bool
+        Allow replacing an existing folder by the new folder (the caller has
+        checked that the folder is an earlier result, e.g. an OME-Zarr).
+
+    Raises
+    ------
+    OutputError
+        When ``path`` is an existing folder that may not be replaced.
 
     Examples
     --------
@@ -28,24 +83,214 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ...     _ = tmp.write_text("done")
     >>> out.read_text()
     'done'
+    >>> with atomic_path(out.parent) as tmp:
+    ...     _ = tmp.write_text("never")
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.OutputError: ... is an existing folder; a folder is never replaced ...
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # keep the suffixes so writers that look at them (".ome.tif") still work
-    tmp = path.with_name(
-        f".{path.stem.split('.')[0]}.{uuid.uuid4().hex[:8]}.tmp{''.join(path.suffixes)}"
-    )
+    tmp = _temp_sibling(path)
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():
+            if not (replace_folder and tmp.is_dir()):
+                raise OutputError(
+                    f"{path} is an existing folder; a folder is never replaced by an output, "
+                    "give another name"
+                )
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        _remove(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            named = (exc.filename, exc.filename2)
+            if tmp.name in str(exc) or any(n is not None and tmp.name in str(n) for n in named):
+                raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Remove temporaries of :func:`atomic_path` left in ``folder`` by a killed run.
+
+    Parameters
+    ----------
+    folder : path-like
+        Where to look (not recursive).
+    name : str, optional
+        Only the temporaries of this output name (e.g. ``"x.ome.tif"``).
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / ".x.0123abcd.tmp.csv").write_text("half")
+    >>> [p.name for p in remove_stale_temps(d)]
+    ['.x.0123abcd.tmp.csv']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    prefix = None if name is None else f".{name.split('.')[0]}."
+    stale = [
+        p
+        for p in folder.iterdir()
+        if _TEMP_NAME.match(p.name) and (prefix is None or p.name.startswith(prefix))
+    ]
+    for p in stale:
+        _remove(p)
+    return stale
+
+
+def _resolved(paths: Iterable[str | os.PathLike[str] | None]) -> list[Path]:
+    return [Path(p).resolve() for p in paths if p is not None]
+
+
+def _check_writable(folder: Path, label: str) -> None:
+    """Create ``folder`` and a probe file in it, so a read-only place fails before the work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".cytolens-probe-{uuid.uuid4().hex[:8]}"
+        probe.touch()
+        probe.unlink()
+    except FileExistsError:
+        raise OutputError(f"{label}: {folder} exists and is not a folder") from None
+    except OSError as exc:
+        raise OutputError(f"{label}: cannot write in {folder}: {exc.strerror or exc}") from None
+
+
+def check_output_file(
+    path: str | os.PathLike[str],
+    *,
+    protected: Iterable[str | os.PathLike[str] | None] = (),
+    option: str = "--out",
+) -> Path:
+    """Check an output file before any work: not a folder, not a protected file, writable.
+
+    An existing regular file that is not protected is replaced (as ``cp``
+    does); its stale temporaries are removed.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file.
+    protected : iterable of path-like
+        Inputs and files given as options (PSF, model, annotations) that must
+        never be written over.
+    option : str
+        How the user named the output (``--out``, ``--plot``), for messages.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OutputError
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> check_output_file(d / "a.csv").name
+    'a.csv'
+    >>> check_output_file(d, option="--plot")
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.OutputError: --plot ...: is an existing folder; give a file name ...
+    """
+    path = Path(path)
+    label = f"{option} {path}"
+    if path.is_dir():
+        raise OutputError(
+            f"{label}: is an existing folder; give a file name (a folder is never replaced "
+            "by an output)"
+        )
+    target = path.resolve()
+    for p in _resolved(protected):
+        if p == target:
+            raise OutputError(f"{label}: would overwrite the input {p}; choose another name")
+    _check_writable(path.parent, label)
+    remove_stale_temps(path.parent, path.name)
+    return path
+
+
+def prepare_output_dir(
+    path: str | os.PathLike[str],
+    *,
+    protected: Iterable[str | os.PathLike[str] | None] = (),
+    overwrite: bool = False,
+    option: str = "--out",
+) -> Path:
+    """Check and create an output folder before any work.
+
+    Refused: a path that is a file; a folder that is or holds an input (or a
+    file given as an option); a folder that already holds files, unless
+    ``overwrite`` (two runs into one folder would leave a combined table that
+    covers only the last run); a place that cannot be written. Stale
+    temporaries of a killed run are removed first.
+
+    Parameters
+    ----------
+    path : path-like
+        The output folder (created with its parents).
+    protected : iterable of path-like
+        Inputs and files given as options.
+    overwrite : bool
+        Allow a folder that holds an earlier run's results (its files are
+        replaced where this run writes the same names).
+    option : str
+        How the user named the folder, for messages.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OutputError
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()) / "results"
+    >>> prepare_output_dir(d).is_dir()
+    True
+    >>> _ = (d / "focus.csv").write_text("an earlier run")
+    >>> prepare_output_dir(d)
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.OutputError: --out ...results: already holds 1 file(s) ...
+    >>> prepare_output_dir(d, overwrite=True).is_dir()
+    True
+    """
+    path = Path(path)
+    label = f"{option} {path}"
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{label}: is an existing file; give a folder")
+    target = path.resolve()
+    for p in _resolved(protected):
+        if p == target or target in p.parents:
+            raise OutputError(
+                f"{label}: holds the input {p}; results go to a folder of their own, "
+                "choose another --out"
+            )
+    if path.is_dir():
+        remove_stale_temps(path)
+        held = [p for p in path.iterdir() if not p.name.startswith(".cytolens-probe-")]
+        if held and not overwrite:
+            raise OutputError(
+                f"{label}: already holds {len(held)} file(s) (e.g. {held[0].name}); choose an "
+                "empty or new folder, or pass --overwrite to replace an earlier run's results"
+            )
+    _check_writable(path, label)
+    return path
 
 
 def pin_json(path: str | os.PathLike[str], content: Any) -> Any:

@@ -284,7 +284,7 @@ def _rescale(x: np.ndarray, scale: float) -> np.ndarray:
 def _load_cached(model: str, device: str) -> Detector:
     from cytolens.models import load_model
 
-    net, card = load_model(model)
+    net, card = load_model(model, capability="detect")
     return Detector.from_network(net, card, device=device)
 
 

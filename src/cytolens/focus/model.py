@@ -176,7 +176,7 @@ def _load_cached(name: str, device: str, root: str | None) -> FocusModel:
     from cytolens.focus.network import FocusNet
     from cytolens.models import load_card, load_state_dict
 
-    card = load_card(name, root=root)
+    card = load_card(name, root=root, capability="focus")
     params = card.parameters
     net = FocusNet(n_levels=int(params["n_levels"]), width=int(params["width"]))
     net.load_state_dict(load_state_dict(name, root=root))

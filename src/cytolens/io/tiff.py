@@ -205,6 +205,20 @@ def _lazy_tiff(path: Path) -> Any:
     return da.from_zarr(zarr.open_array(store, mode="r"), chunks="auto")
 
 
+def _check_complete(series: Any, path: Path) -> None:
+    """Raise FileFormatError if a page's pixel data reaches past the end of the file."""
+    size = path.stat().st_size
+    for page in series.pages:
+        if page is None:
+            continue
+        ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)]
+        if not ends or max(ends) > size:
+            raise FileFormatError(
+                f"cannot read {path} (truncated?): its pixel data should reach byte "
+                f"{max(ends, default=0):,} but the file has {size:,} bytes"
+            )
+
+
 def read_tiff(path: Path, *, lazy: bool | None, lazy_threshold_mb: float) -> RawImage:
     """Read series 0 of a TIFF, ImageJ TIFF or OME-TIFF.
 
@@ -248,6 +262,7 @@ def read_tiff(path: Path, *, lazy: bool | None, lazy_threshold_mb: float) -> Raw
             "n_series": len(tif.series),
         }
         if want_lazy(math.prod(shape) * dtype.itemsize, lazy, lazy_threshold_mb):
+            _check_complete(series, path)  # a lazy read would fail only when computed
             data = _lazy_tiff(path)
         else:
             data = series.asarray()

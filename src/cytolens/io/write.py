@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cytolens.core.axes import check_axes, guess_axes
-from cytolens.core.errors import AxesError, InputError
+from cytolens.core.errors import AxesError, InputError, OutputError
 from cytolens.core.files import atomic_path
 from cytolens.core.image import Image
 from cytolens.core.validate import check_array
@@ -107,7 +107,9 @@ def imwrite(
     img = _as_image(path, image, axes, pixel_size_um, channel_names)
     _refuse_input(path, img)
     try:
-        with atomic_path(path) as tmp:
+        # an earlier OME-Zarr of that name may be replaced; any other folder never
+        zarr_before = any((path / m).is_file() for m in ("zarr.json", ".zgroup", ".zarray"))
+        with atomic_path(path, replace_folder=zarr_before) as tmp:
             if fmt == "ome-zarr":
                 name = path.name.split(".")[0]
                 zarr_codec = "zstd" if compression == "default" else compression
@@ -117,6 +119,8 @@ def imwrite(
             else:
                 tiff_codec = "zlib" if compression == "default" else compression
                 write_tiff(tmp, img, ome=fmt == "ome-tiff", compression=tiff_codec)
+    except OutputError:
+        raise
     except InputError as exc:  # the writers' messages do not name the (temporary) file
         raise type(exc)(f"cannot write {path}: {exc}") from None
     logger.info("wrote %s (%s, axes %s, shape %s, %s)", path, fmt, img.axes, img.shape, img.dtype)

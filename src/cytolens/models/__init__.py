@@ -33,6 +33,7 @@ from cytolens.core.files import atomic_path
 __all__ = [
     "ModelCard",
     "build_network",
+    "card_capability",
     "list_models",
     "load_card",
     "load_model",
@@ -100,10 +101,54 @@ def model_dir(name: str, *, root: str | os.PathLike[str] | None = None) -> Path:
     return folder
 
 
-def load_card(name: str, *, root: str | os.PathLike[str] | None = None) -> ModelCard:
-    """Read a model's card."""
+def card_capability(card: ModelCard) -> str | None:
+    """The cytolens capability a model serves (``"focus"``, ``"segment"``...), from its network.
+
+    Examples
+    --------
+    >>> card_capability(load_card("nuclei-v1"))
+    'segment'
+    """
+    entry = str((card.network or {}).get("entry_point", ""))
+    parts = entry.split(":")[0].split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "cytolens" else None
+
+
+def load_card(
+    name: str, *, root: str | os.PathLike[str] | None = None, capability: str | None = None
+) -> ModelCard:
+    """Read a model's card; with ``capability``, refuse a model made for another one.
+
+    Raises
+    ------
+    ModelError
+        For an unknown model, a card that is not valid YAML or misses fields,
+        or a model of another capability (e.g. a segmentation model given to
+        focus rating).
+
+    Examples
+    --------
+    >>> load_card("nuclei-v1", capability="focus")
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.ModelError: model 'nuclei-v1' is a segment model (nucleus instance ...
+    """
+    from pydantic import ValidationError
+
     path = model_dir(name, root=root) / CARD_FILE
-    return ModelCard.model_validate(yaml.safe_load(path.read_text()))
+    try:
+        card = ModelCard.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a valid model card ({first})") from None
+    found = card_capability(card)
+    if capability is not None and found != capability:
+        mine = [m for m in list_models() if card_capability(load_card(m)) == capability]
+        raise ModelError(
+            f"model {name!r} is a {found or 'non-cytolens'} model ({card.task.split(':')[0]}), "
+            f"not a {capability} model; {capability} models: {', '.join(mine) or 'none'}"
+        )
+    return card
 
 
 def load_state_dict(name: str, *, root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -154,7 +199,10 @@ def network_class(card: ModelCard) -> Any:
 
 
 def build_network(
-    name_or_path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+    name_or_path: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    capability: str | None = None,
 ) -> Any:
     """Rebuild a model's torch module from its card and load its checked weights.
 
@@ -184,7 +232,7 @@ def build_network(
     ('FocusNet', False)
     """
     name, root = _locate(name_or_path, root)
-    card = load_card(name, root=root)
+    card = load_card(name, root=root, capability=capability)
     cls = network_class(card)
     try:
         net = cls(**dict(card.network.get("kwargs") or {}))
@@ -198,7 +246,10 @@ def build_network(
 
 
 def load_model(
-    name_or_path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+    name_or_path: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    capability: str | None = None,
 ) -> tuple[Any, ModelCard]:
     """The network (see :func:`build_network`) and the card of a shipped model or model folder.
 
@@ -209,7 +260,8 @@ def load_model(
     ('focus-miq-v1', 'FocusNet')
     """
     name, root = _locate(name_or_path, root)
-    return build_network(name, root=root), load_card(name, root=root)
+    net = build_network(name, root=root, capability=capability)
+    return net, load_card(name, root=root)
 
 
 def save_model(

@@ -142,7 +142,7 @@ class NucleusSegmenter:
         from cytolens.models import load_card, load_state_dict
         from cytolens.segment.network import UNet
 
-        card = load_card(name, root=root)
+        card = load_card(name, root=root, capability="segment")
         channels = tuple(card.parameters.get("channels", (16, 32, 64, 128)))
         network = UNet(1, 2, channels)
         try:

@@ -69,7 +69,8 @@ class TrackingResult:
         """Write a CTC result folder: ``maskTTT.tif`` per frame and ``res_track.txt``.
 
         The folder is written under a temporary name and renamed when
-        complete; an existing folder of that name is replaced.
+        complete; an earlier result folder of that name (``mask*.tif`` and
+        ``res_track.txt`` only) is replaced, any other folder is refused.
 
         Returns
         -------
@@ -82,7 +83,11 @@ class TrackingResult:
         n_t = self.labels.shape[0]
         digits = max(3, len(str(n_t - 1)))
         axes = "ZYX" if self.labels.ndim == 4 else "YX"
-        with atomic_path(folder) as tmp:
+        earlier = folder.is_dir() and all(
+            p.name == "res_track.txt" or (p.name.startswith("mask") and p.suffix == ".tif")
+            for p in folder.iterdir()
+        )  # an earlier result folder is replaced; a folder holding anything else never
+        with atomic_path(folder, replace_folder=earlier) as tmp:
             tmp.mkdir()
             for t in range(n_t):
                 plane = np.asarray(self.labels[t])
