@@ -7,7 +7,6 @@ are printed as one line, with a non-zero exit code, never as a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -101,7 +100,9 @@ def info(
             raise MissingFileError(f"{path}: no such file or folder")
         rows.append(_info_row(path))
     if as_json:
-        console.print_json(json.dumps(rows, default=str))
+        from cytolens.core.summary import strict_json
+
+        typer.echo(strict_json(rows))
         return
     for row in rows:
         table = Table(title=str(row.get("path")), show_header=False, title_justify="left")

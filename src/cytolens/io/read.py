@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from cytolens.core.axes import check_axes
-from cytolens.core.errors import AxesError, InputError
+from cytolens.core.errors import AxesError, FileFormatError, InputError
 from cytolens.core.image import Image
 from cytolens.io.formats import RawImage, check_like, read_format, want_lazy
 from cytolens.io.ngff import read_ngff
@@ -103,6 +103,8 @@ def imread(
 def _to_image(raw: RawImage, path: Path, axes: str | None) -> Image:
     """Build the Image, applying a user's ``axes`` and keeping the metadata that still fits."""
     shape = tuple(raw.data.shape)
+    if 0 in shape:
+        raise FileFormatError(f"{path} holds an empty image (shape {shape}); corrupt header?")
     sizes, names = raw.pixel_size_um, raw.channel_names
     if axes is not None:
         try:

@@ -217,6 +217,12 @@ def _check_complete(series: Any, path: Path) -> None:
                 f"cannot read {path} (truncated?): its pixel data should reach byte "
                 f"{max(ends, default=0):,} but the file has {size:,} bytes"
             )
+        needed = math.prod(page.shape) * np.dtype(page.dtype).itemsize
+        if page.compression == 1 and sum(page.databytecounts) < needed:
+            raise FileFormatError(
+                f"cannot read {path} (corrupt header?): a page of shape {page.shape} needs "
+                f"{needed:,} bytes but holds {sum(page.databytecounts):,}"
+            )
 
 
 def read_tiff(path: Path, *, lazy: bool | None, lazy_threshold_mb: float) -> RawImage:
