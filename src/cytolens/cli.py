@@ -63,6 +63,7 @@ def _register_subapps() -> None:
         ("detect", "Detect objects with boxes: train on LabelImg/Pascal VOC annotations, predict."),
         ("classify", "Classify protein localization in Human Protein Atlas images."),
         ("models", "List, inspect and export the shipped models."),
+        ("pipeline", "Run a pipeline of steps over a whole acquisition."),
     ):
         try:
             module = importlib.import_module(f"cytolens.{name}.cli")
@@ -72,6 +73,8 @@ def _register_subapps() -> None:
             raise
         if hasattr(module, "app"):  # a capability with verbs: `cytolens focus rate`
             app.add_typer(module.app, name=name, help=help_text)
+        elif name == "pipeline":  # `cytolens run pipeline.yaml`
+            app.command("run")(module.command)
         else:  # a single command: `cytolens track MOVIE`
             app.command(name)(module.command)
 

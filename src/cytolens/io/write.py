@@ -32,6 +32,7 @@ def imwrite(
     channel_names: Sequence[str] | None = None,
     chunks: int | Sequence[int] | None = None,
     compression: str | None = "default",
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write an image atomically, in the format its suffix names.
 
@@ -71,6 +72,10 @@ def imwrite(
         ``"zlib"``, ``"zstd"``, ``"blosc"`` (OME-Zarr), or ``None``. The
         default is zlib for TIFF (readable everywhere) and zstd for OME-Zarr
         (about 4x faster to write than Zarr's gzip). Ignored for PNG.
+    provenance : mapping, optional
+        How the image was made (JSON-serializable): stored under the
+        ``"cytolens"`` key of an OME-Zarr's root attributes; ignored for
+        TIFF and PNG (a pipeline's journal records it for every output).
 
     Returns
     -------
@@ -114,6 +119,10 @@ def imwrite(
                 name = path.name.split(".")[0]
                 zarr_codec = "zstd" if compression == "default" else compression
                 write_ngff(tmp, img, chunks=chunks, compression=zarr_codec, name=name)
+                if provenance:
+                    import zarr
+
+                    zarr.open_group(str(tmp), mode="r+").attrs["cytolens"] = dict(provenance)
             elif fmt == "png":
                 write_png(tmp, img)
             else:

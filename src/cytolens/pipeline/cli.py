@@ -1,0 +1,92 @@
+"""``cytolens run pipeline.yaml``: a pipeline of steps over a whole acquisition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cytolens.core.options import at_least
+
+__all__ = ["command"]
+
+
+def command(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (inputs and steps).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder (default: the YAML's 'out')."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes of a local dask cluster (default: run in this process).",
+            callback=at_least(1),
+        ),
+    ] = None,
+    threads_per_worker: Annotated[
+        int, typer.Option(help="Threads per worker (torch too).", callback=at_least(1))
+    ] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running dask scheduler, tcp://host:8786.")
+    ] = None,
+    memory_limit: Annotated[
+        str, typer.Option(help="Memory per local worker, e.g. 4GB (auto: split the machine).")
+    ] = "auto",
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace another pipeline's results in --out (a rerun resumes)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Run the steps of PIPELINE on every input; a rerun resumes where a run stopped.
+
+    Writes items.csv (one row per input), the combined tables (e.g.
+    nuclei.csv), images as OME-Zarr by kind, failures.csv, journal.jsonl,
+    ro-crate-metadata.json and report.html. Exit 1 when some inputs failed.
+    """
+    from cytolens.core.batch import exit_if_failed
+    from cytolens.core.errors import InputError
+    from cytolens.core.summary import strict_json
+    from cytolens.pipeline import load_pipeline, run_pipeline
+
+    spec = load_pipeline(pipeline)
+    target = out or spec.out
+    if target is None:
+        raise InputError(f"{pipeline}: no 'out' in the file; pass --out FOLDER")
+    result = run_pipeline(
+        spec.inputs,
+        spec.steps,
+        target,
+        overwrite=overwrite,
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        scheduler=scheduler,
+        memory_limit=memory_limit,
+        progress=not as_json,
+    )
+    n_done = sum(r["status"] == "done" for r in result.records)
+    if as_json:
+        typer.echo(
+            strict_json(
+                {
+                    "out": str(result.out),
+                    "items": result.n_items,
+                    "done": n_done,
+                    "reused": result.reused,
+                    "failed": len(result.failures),
+                    "seconds": round(result.seconds, 3),
+                    "records": [
+                        {k: r.get(k) for k in ("source", "name", "status", "row", "error")}
+                        for r in result.records
+                    ],
+                }
+            )
+        )
+    else:
+        typer.echo(
+            f"{n_done} of {result.n_items} input(s) done ({result.reused} from an earlier run) "
+            f"in {result.seconds:.1f} s; results in {result.out}"
+        )
+    exit_if_failed(result, result.out)
