@@ -73,8 +73,9 @@ def _register_subapps() -> None:
             raise
         if hasattr(module, "app"):  # a capability with verbs: `cytolens focus rate`
             app.add_typer(module.app, name=name, help=help_text)
-        elif name == "pipeline":  # `cytolens run pipeline.yaml`
+        elif name == "pipeline":  # `cytolens run pipeline.yaml`, `cytolens watch FOLDER`
             app.command("run")(module.command)
+            app.command("watch")(module.watch_command)
         else:  # a single command: `cytolens track MOVIE`
             app.command(name)(module.command)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from cytolens.core.errors import InputError, MissingFileError
 from cytolens.io.formats import READ_SUFFIXES
 
-__all__ = ["find_images", "natural_key", "output_stems"]
+__all__ = ["StemNamer", "find_images", "natural_key", "output_stems"]
 
 _GLOB_CHARS = set("*?[")
 _DIGITS = re.compile(r"(\d+)")
@@ -78,6 +78,29 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+class StemNamer:
+    """Give each input an output name: its stem, made unique as inputs keep coming.
+
+    Examples
+    --------
+    >>> name = StemNamer()
+    >>> name(Path("a/x.tif")), name(Path("b/x.ome.tif")), name(Path("y.png"))
+    ('x', 'x-2', 'y')
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def __call__(self, path: Path) -> str:
+        stem = path.name.split(".")[0] or path.name
+        name, k = stem, 1
+        while name in self._seen:
+            k += 1
+            name = f"{stem}-{k}"
+        self._seen.add(name)
+        return name
+
+
 def output_stems(paths: Iterable[Path]) -> list[str]:
     """One output name per input: the file stem, made unique when two inputs share one.
 
@@ -86,12 +109,5 @@ def output_stems(paths: Iterable[Path]) -> list[str]:
     >>> output_stems([Path("a/x.tif"), Path("b/x.ome.tif"), Path("y.png")])
     ['x', 'x-2', 'y']
     """
-    names: list[str] = []
-    for p in paths:
-        stem = p.name.split(".")[0] or p.name
-        name, k = stem, 1
-        while name in names:
-            k += 1
-            name = f"{stem}-{k}"
-        names.append(name)
-    return names
+    name = StemNamer()
+    return [name(p) for p in paths]

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from cytolens.core.options import at_least
+from cytolens.core.options import at_least, positive
 
-__all__ = ["command"]
+__all__ = ["command", "watch_command"]
 
 
 def command(
@@ -88,5 +88,96 @@ def command(
         typer.echo(
             f"{n_done} of {result.n_items} input(s) done ({result.reused} from an earlier run) "
             f"in {result.seconds:.1f} s; results in {result.out}"
+        )
+    exit_if_failed(result, result.out)
+
+
+def watch_command(
+    folder: Annotated[Path, typer.Argument(help="The folder the microscope writes to.")],
+    pipeline: Annotated[
+        Path, typer.Option("--pipeline", "-p", help="Pipeline YAML (its steps; inputs ignored).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder (default: the YAML's 'out')."),
+    ] = None,
+    settle: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a file must stay unchanged before it is read.", callback=positive
+        ),
+    ] = 1.0,
+    poll: Annotated[
+        float, typer.Option(help="Seconds between looks at the folder.", callback=positive)
+    ] = 0.25,
+    stop_after_idle: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many seconds without new files.", callback=positive),
+    ] = None,
+    max_items: Annotated[
+        int | None, typer.Option(help="Stop after this many files.", callback=at_least(1))
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes of a local dask cluster.", callback=at_least(1)),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running dask scheduler.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace another pipeline's results in --out.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Run a pipeline on every image that appears in FOLDER, until Ctrl-C or a stop rule.
+
+    A live line shows files waiting, running, done and failed, images per
+    second and the lag behind acquisition. The run's tables and report are
+    written when the watch stops.
+    """
+    import numpy as np
+    from rich.console import Console
+
+    from cytolens.core.batch import exit_if_failed
+    from cytolens.core.errors import InputError
+    from cytolens.core.summary import strict_json
+    from cytolens.pipeline import load_pipeline
+    from cytolens.pipeline.watch import watch
+
+    spec = load_pipeline(pipeline, need_inputs=False)
+    target = out or spec.out
+    if target is None:
+        raise InputError(f"{pipeline}: no 'out' in the file; pass --out FOLDER")
+    console = Console(stderr=True)
+    with console.status(f"watching {folder}", spinner="dots") as line:
+        result, status = watch(
+            folder,
+            spec.steps,
+            target,
+            settle_s=settle,
+            poll_s=poll,
+            idle_stop_s=stop_after_idle,
+            max_items=max_items,
+            overwrite=overwrite,
+            workers=workers,
+            scheduler=scheduler,
+            status=None if as_json else (lambda s: line.update(f"{folder}: {s.line()}")),
+        )
+    lat = status.latencies_s
+    summary = {
+        "out": str(result.out),
+        "items": result.n_items,
+        "failed": len(result.failures),
+        "images_per_s": round(status.images_per_s, 3),
+        "latency_median_s": round(float(np.median(lat)), 3) if lat else None,
+        "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if lat else None,
+        "max_in_flight": status.max_in_flight,
+    }
+    if as_json:
+        typer.echo(strict_json(summary))
+    else:
+        typer.echo(
+            f"{result.n_items} file(s), {summary['failed']} failed, "
+            f"median latency {summary['latency_median_s']} s; results in {result.out}"
         )
     exit_if_failed(result, result.out)

@@ -117,10 +117,11 @@ def _line(node: yaml.Node, path: Path) -> str:
     return f"{path} line {node.start_mark.line + 1}"
 
 
-def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
+def load_pipeline(path: str | os.PathLike[str], *, need_inputs: bool = True) -> Pipeline:
     """Read and validate a pipeline YAML file.
 
     Relative inputs and ``out`` are taken relative to the file's folder.
+    ``need_inputs=False`` (for ``cytolens watch``) makes ``inputs`` optional.
 
     Raises
     ------
@@ -149,17 +150,24 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
         raise InputError(
             f"{_line(k, path)}: unknown key {unknown[0]!r}; expected inputs, steps, out"
         )
-    for needed in ("inputs", "steps"):
+    for needed in ("inputs", "steps") if need_inputs else ("steps",):
         if needed not in keys:
             raise InputError(f"{path}: missing {needed!r}")
     base = path.parent
-    _, inputs_node = keys["inputs"]
-    inputs = yaml.safe_load(yaml.serialize(inputs_node))
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
-        raise InputError(f"{_line(inputs_node, path)}: 'inputs' must be a list of paths or globs")
-    inputs = [i if Path(i).is_absolute() else str(base / i) for i in inputs]
+    inputs: list[str] = []
+    if "inputs" in keys:
+        _, inputs_node = keys["inputs"]
+        inputs = yaml.safe_load(yaml.serialize(inputs_node))
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(i, str) for i in inputs)
+        ):
+            where = _line(inputs_node, path)
+            raise InputError(f"{where}: 'inputs' must be a list of paths or globs")
+        inputs = [i if Path(i).is_absolute() else str(base / i) for i in inputs]
     _, steps_node = keys["steps"]
     if not isinstance(steps_node, yaml.SequenceNode) or not steps_node.value:
         raise InputError(f"{_line(steps_node, path)}: 'steps' must be a non-empty list")

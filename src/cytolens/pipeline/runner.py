@@ -37,6 +37,7 @@ import numpy as np
 from cytolens.core.batch import Failure, one_line, report_failures, write_failures
 from cytolens.core.errors import InputError, OutputError
 from cytolens.core.files import atomic_path, prepare_output_dir
+from cytolens.io.paths import StemNamer
 from cytolens.pipeline.journal import (
     JOURNAL,
     RO_CRATE,
@@ -48,7 +49,7 @@ from cytolens.pipeline.journal import (
 )
 from cytolens.pipeline.step import Item, Step
 
-__all__ = ["RunResult", "process_item", "run_pipeline"]
+__all__ = ["Executor", "RunResult", "Session", "process_item", "run_pipeline"]
 
 logger = logging.getLogger(__name__)
 
@@ -278,105 +279,201 @@ def run_pipeline(
     1
     """
     from cytolens.core.progress import progress_bar
-    from cytolens.io import find_images, output_stems
+    from cytolens.io import find_images
 
-    t_start = time.perf_counter()
-    started = now()
-    if not steps:
-        raise InputError("a pipeline needs at least one step")
     files = find_images(inputs)
-    out = Path(out)
-    spec = _spec(steps)
-    key = pipeline_key(spec)
-    journal = _prepare(out, files, key, overwrite)
-    steps_json = json.dumps(spec["steps"])
-    result = RunResult(out)
-    pending = []
-    records: dict[str, dict[str, Any]] = {}
-    names = output_stems(files)
-    for path, name in zip(files, names, strict=True):
+    session = Session(steps, out, protected=files, overwrite=overwrite)
+    order = [session.add(path) for path in files]
+    with (
+        progress_bar(disable=not progress) as bar,
+        Executor(workers, threads_per_worker, scheduler, memory_limit) as executor,
+    ):
+        task = bar.add_task("running", total=len(files), completed=session.result.reused)
+        for args in session.pending:
+            executor.submit(session, args)
+        session.pending.clear()
+        while executor.busy:
+            for rec in executor.wait():
+                session.finish_item(rec)
+                bar.update(
+                    task, advance=1, description=f"{rec['status']} {Path(rec['source']).name}"
+                )
+    return session.close(order, report=report)
+
+
+class Session:
+    """The state of one run: output folder, journal, pipeline key, records by item name.
+
+    :func:`run_pipeline` and :func:`~cytolens.pipeline.watch.watch` both
+    drive one: ``add`` each input (a finished one is taken from the journal,
+    else queued in ``pending``), ``finish_item`` each record an
+    :class:`Executor` returns, and ``close`` to write the run's files.
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        out: str | os.PathLike[str],
+        *,
+        protected: Iterable[Path],
+        overwrite: bool,
+    ) -> None:
+        if not steps:
+            raise InputError("a pipeline needs at least one step")
+        self.t_start = time.perf_counter()
+        self.started = now()
+        self.out = Path(out)
+        self.spec = _spec(steps)
+        self.key = pipeline_key(self.spec)
+        self.journal = _prepare(self.out, list(protected), self.key, overwrite)
+        self.steps_json = json.dumps(self.spec["steps"])
+        self.result = RunResult(self.out)
+        self.records: dict[str, dict[str, Any]] = {}
+        self.pending: list[tuple[str, str, str, dict[str, Any]]] = []
+        self._name = StemNamer()
+
+    def add(self, path: Path) -> str:
+        """Register an input; returns its output name. Queues it unless the journal has it."""
+        name = self._name(path)
         sha = file_sha256(path)
-        item_key = f"{key}:{sha}"
-        rec = journal.done(name, item_key, out)
+        item_key = f"{self.key}:{sha}"
+        rec = self.journal.done(name, item_key, self.out)
         if rec is not None:
-            records[name] = rec
-            result.reused += 1
+            self.records[name] = rec
+            self.result.reused += 1
         else:
-            prov = {**spec, "pipeline": key, "input_sha256": sha}
-            pending.append((str(path), name, item_key, prov))
-    with progress_bar(disable=not progress) as bar:
-        task = bar.add_task("running", total=len(files), completed=result.reused)
-        for rec in _execute(
-            pending, steps_json, out, workers, threads_per_worker, scheduler, memory_limit
-        ):
-            journal.append(rec)
-            records[rec["name"]] = rec
-            bar.update(task, advance=1, description=f"{rec['status']} {Path(rec['source']).name}")
-    result.records = [records[n] for n in names]
-    _write_run_files(result, spec, started, report)
-    result.seconds = time.perf_counter() - t_start
-    return result
+            prov = {**self.spec, "pipeline": self.key, "input_sha256": sha}
+            self.pending.append((str(path), name, item_key, prov))
+        return name
+
+    def finish_item(self, record: dict[str, Any]) -> None:
+        """Journal a finished item (flushed to disk)."""
+        self.journal.append(record)
+        self.records[record["name"]] = record
+
+    def close(self, order: Sequence[str], *, report: bool = True) -> RunResult:
+        """Write items.csv, combined tables, failures, report and RO-Crate; return the result."""
+        self.result.records = [self.records[n] for n in order if n in self.records]
+        _write_run_files(self.result, self.spec, self.started, report)
+        self.result.seconds = time.perf_counter() - self.t_start
+        return self.result
 
 
-def _execute(
-    pending: list[tuple[str, str, str, dict[str, Any]]],
-    steps_json: str,
-    out: Path,
-    workers: int | None,
-    threads: int,
-    scheduler: str | None,
-    memory_limit: str,
-) -> Iterable[dict[str, Any]]:
-    """Yield the record of each pending item as it finishes (any order)."""
-    if not pending:
-        return
-    if not workers and scheduler is None:
-        for source, name, key, prov in pending:
-            yield process_item(source, name, steps_json, str(out), key, prov)
-        return
-    from distributed import Client, LocalCluster, as_completed
+class Executor:
+    """Runs :func:`process_item` here (``workers`` None/0) or on dask.distributed workers.
 
-    if not logger.isEnabledFor(logging.INFO):  # the cluster's start/stop chatter
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-    cluster = None
-    try:
-        if scheduler is not None:
+    ``submit`` queues an item; ``wait`` returns the records of items that
+    finished (blocking until at least one did; ``timeout`` seconds at most);
+    ``busy`` tells whether any is queued or running.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        threads: int = 1,
+        scheduler: str | None = None,
+        memory_limit: str = "auto",
+    ) -> None:
+        self.distributed = bool(workers) or scheduler is not None
+        self.workers, self.threads = workers, threads
+        self.scheduler, self.memory_limit = scheduler, memory_limit
+        self._queue: list[tuple[Session, tuple[str, str, str, dict[str, Any]]]] = []
+        self._futures: dict[Any, tuple[str, str, str, dict[str, Any]]] = {}
+        self._cluster = self._client = None
+
+    def __enter__(self) -> Executor:
+        if not self.distributed:
+            return self
+        from distributed import Client, LocalCluster
+
+        if not logger.isEnabledFor(logging.INFO):  # the cluster's start/stop chatter
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+        if self.scheduler is not None:
             try:
-                client = Client(scheduler, timeout="5s")
+                self._client = Client(self.scheduler, timeout="5s")
             except (OSError, TimeoutError) as exc:
-                raise InputError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+                raise InputError(f"--scheduler {self.scheduler}: cannot connect ({exc})") from None
         else:
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=threads,
+            self._cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=self.threads,
                 processes=True,
-                memory_limit=memory_limit,
+                memory_limit=self.memory_limit,
                 dashboard_address=None,
             )
-            client = Client(cluster)
-        with client:
-            futures = [
-                client.submit(
-                    process_item,
-                    *(source, name, steps_json, str(out.resolve()), key, prov, threads),
-                    key=f"item-{name}-{key[-8:]}",
-                    pure=False,
-                )
-                for source, name, key, prov in pending
-            ]
-            for future in as_completed(futures):
-                try:
-                    yield future.result()
-                except Exception as exc:  # a worker died: that item fails alone
-                    source, name, key, prov = pending[futures.index(future)]
-                    yield {
-                        "name": name, "source": source, "key": key, **prov, "status": "failed",
-                        "error": f"worker lost: {one_line(exc)}", "error_type": "WorkerError",
-                        "outputs": [], "tables": {}, "row": {}, "finished": now(),
-                    }  # fmt: skip
-    finally:
-        if cluster is not None:
-            cluster.close()
+            self._client = Client(self._cluster)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    @property
+    def busy(self) -> bool:
+        """Whether any item is queued or running."""
+        return bool(self._queue or self._futures)
+
+    @property
+    def in_flight(self) -> int:
+        """Items queued or running."""
+        return len(self._queue) + len(self._futures)
+
+    def submit(self, session: Session, args: tuple[str, str, str, dict[str, Any]]) -> None:
+        """Queue one item of ``session`` (arguments as in ``Session.pending``)."""
+        source, name, key, prov = args
+        if not self.distributed:
+            self._queue.append((session, args))
+            return
+        future = self._client.submit(
+            process_item,
+            *(source, name, session.steps_json, str(session.out.resolve()), key, prov),
+            self.threads,
+            key=f"item-{name}-{key[-8:]}",
+            pure=False,
+        )
+        self._futures[future] = args
+
+    def wait(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Records of finished items: in this process, runs the next queued one."""
+        if not self.distributed:
+            if not self._queue:
+                return []
+            session, (source, name, key, prov) = self._queue.pop(0)
+            return [process_item(source, name, session.steps_json, str(session.out), key, prov)]
+        from distributed import wait as dask_wait
+
+        if not self._futures:
+            return []
+        done, _ = dask_wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED")
+        records = []
+        for future in done:
+            source, name, key, prov = self._futures.pop(future)
+            try:
+                records.append(future.result())
+            except Exception as exc:  # a worker died: that item fails alone
+                records.append(_lost(source, name, key, prov, exc))
+        return records
+
+
+def _lost(
+    source: str, name: str, key: str, prov: dict[str, Any], exc: BaseException
+) -> dict[str, Any]:
+    """The record of an item whose worker died."""
+    return {
+        **prov,
+        "name": name,
+        "source": source,
+        "key": key,
+        "status": "failed",
+        "error": f"worker lost: {one_line(exc)}",
+        "error_type": "WorkerError",
+        "outputs": [],
+        "tables": {},
+        "row": {},
+        "finished": now(),
+    }
 
 
 def _write_run_files(result: RunResult, spec: dict[str, Any], started: str, report: bool) -> None:
