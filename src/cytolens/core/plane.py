@@ -117,7 +117,7 @@ def single_plane(
     elif n_c == 1:
         plane = data[0]
     elif n_c in (3, 4):
-        plane = data[:3].astype(np.float32).mean(axis=0)
+        plane = data[:3].mean(axis=0, dtype=np.float64)
     else:
         raise InputError(
             f"{name} has {n_c} channels (axes {axes!r}); pass channel= (--channel on the "
@@ -126,4 +126,11 @@ def single_plane(
         )
     if is_dask(plane):
         return plane.astype(np.float32), pixel_size
+    if plane.dtype.kind == "f" and plane.dtype.itemsize > 4 and plane.size:
+        top = float(np.nanmax(np.abs(plane)))
+        if top > np.finfo(np.float32).max:
+            raise InputError(
+                f"{name} holds values up to {top:.3g}, beyond the float32 range "
+                f"({np.finfo(np.float32).max:.3g}); rescale the image first"
+            )
     return np.ascontiguousarray(plane, dtype=np.float32), pixel_size

@@ -26,7 +26,8 @@ def progress_bar(*, disable: bool = False) -> Any:
     Parameters
     ----------
     disable : bool
-        Show nothing (for example when a command prints JSON).
+        Show nothing (for example when a command prints JSON). Nothing is
+        shown either when stderr is not a terminal (a log file, a pipe).
 
     Returns
     -------
@@ -41,14 +42,16 @@ def progress_bar(*, disable: bool = False) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    console = Console(stderr=True)
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
-        disable=disable,
+        # a log file or pipe gets no bar (and no stray blank line before an error)
+        disable=disable or not (console.is_terminal or console.is_jupyter),
     )
 
 
