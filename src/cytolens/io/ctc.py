@@ -107,6 +107,8 @@ class CTCSequence:
         The sequence folder (holding ``t000.tif`` ...).
     frames : Image
         Raw frames, axes ``"TYX"`` (``"TZYX"`` for 3D data); Dask when large.
+        ``frames.metadata["frame_numbers"]`` holds the file number of each
+        frame (consecutive, usually from 0).
     tracks : pandas.DataFrame or None
         ``man_track.txt`` as columns ``label, begin, end, parent`` (int64);
         ``None`` without tracking ground truth.
@@ -178,38 +180,51 @@ def _read_plane(path: Path, shape: tuple[int, ...], dtype: np.dtype, first: Path
     return check_like(_read_tiff(path), path, shape, dtype, first)
 
 
+def _check_complete(
+    files: dict[int, Path], frames: list[int], folder: Path, prefix: str, what: str
+) -> None:
+    """Refuse a gap: a missing frame would shift every later frame (or read as zeros)."""
+    first = next(iter(files.values()))
+    match = re.search(r"(\d+)(\.tiff?)$", first.name, re.IGNORECASE)
+    digits, suffix = (len(match.group(1)), match.group(2)) if match else (3, ".tif")
+    name = f"{prefix}{{:0{digits}d}}{suffix}".format
+    missing = [name(t) for t in frames if t not in files]
+    if missing:
+        more = len(missing) - 10
+        shown = ", ".join(missing[:10]) + (f" and {more} more" if more > 0 else "")
+        raise MissingFileError(
+            f"{folder}: {what} {shown} missing between {name(frames[0])} and "
+            f"{name(frames[-1])}; a Cell Tracking Challenge sequence has one file per frame, "
+            "numbered without gaps"
+        )
+
+
 def _stack(
     files: dict[int, Path], frames: list[int], *, lazy: bool | None, lazy_threshold_mb: float
 ) -> Any:
-    """Stack the files for ``frames`` along a new first axis (zeros where one is missing)."""
+    """Stack the files for ``frames`` (all present) along a new first axis."""
     first = next(iter(files.values()))
     with read_errors(first), tifffile.TiffFile(first) as tif:
         shape, dtype = (
             tuple(int(s) for s in tif.series[0].shape),
             check_dtype(tif.series[0].dtype, first),
         )
-    missing = [t for t in frames if t not in files]
-    if missing:
-        logger.warning("%s: no file for frame(s) %s; using zeros", first.parent, missing[:10])
     if want_lazy(len(frames) * math.prod(shape) * dtype.itemsize, lazy, lazy_threshold_mb):
         import dask
         import dask.array as da
 
         planes = [
             da.from_delayed(dask.delayed(_read_plane)(files[t], shape, dtype, first), shape, dtype)
-            if t in files
-            else da.zeros(shape, dtype)
             for t in frames
         ]
         return da.stack(planes)
     out = np.zeros((len(frames), *shape), dtype)
-    present = [(i, files[t]) for i, t in enumerate(frames) if t in files]
 
     def load(item: tuple[int, Path]) -> None:
         out[item[0]] = _read_plane(item[1], shape, dtype, first)
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        list(pool.map(load, present))
+        list(pool.map(load, [(i, files[t]) for i, t in enumerate(frames)]))
     return out
 
 
@@ -243,7 +258,11 @@ def read_ctc(
     Raises
     ------
     MissingFileError
-        For a missing folder or sequence.
+        For a missing folder or sequence, and for a gap in the frames or in
+        the tracking markers (``t004.tif`` missing between ``t003.tif`` and
+        ``t005.tif``): a Cell Tracking Challenge sequence has one file per
+        frame, and a gap would shift every later frame (results written as
+        ``mask004.tif`` for ``t005.tif``) or read as an empty frame.
     FileFormatError
         For a folder that is not in CTC layout, an unreadable frame or a
         malformed ``man_track.txt``.
@@ -262,9 +281,8 @@ def read_ctc(
     dataset, seq = _find_sequence(Path(folder), sequence)
     seq_dir, gt_dir = dataset / seq, dataset / f"{seq}_GT"
     frame_files = _numbered(seq_dir, _FRAME)
-    numbers = list(frame_files)
-    if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
-        logger.warning("%s: frame numbers are not consecutive (%s ...)", seq_dir, numbers[:10])
+    numbers = list(range(min(frame_files), max(frame_files) + 1))
+    _check_complete(frame_files, numbers, seq_dir, "t", "frame file(s)")
     options = {"lazy": lazy, "lazy_threshold_mb": lazy_threshold_mb}
     data = _stack(frame_files, numbers, **options)
     axes = "TYX" if data.ndim == 3 else "TZYX"
@@ -273,6 +291,7 @@ def read_ctc(
     tra_files = _numbered(gt_dir / "TRA", _TRA)
     tra_masks = None
     if tra_files:
+        _check_complete(tra_files, numbers, gt_dir / "TRA", "man_track", "marker file(s)")
         tra = _stack(tra_files, numbers, **options)
         tra_masks = Image(tra, axes, path=gt_dir / "TRA", metadata=dict(meta))
     track_file = gt_dir / "TRA" / "man_track.txt"

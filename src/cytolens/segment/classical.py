@@ -17,10 +17,17 @@ from scipy import ndimage as ndi
 
 from cytolens.core.errors import InputError
 from cytolens.core.plane import single_plane
-from cytolens.segment.preprocess import SEGMENT_HINT, normalized_plane
+from cytolens.segment.preprocess import (
+    SEGMENT_HINT,
+    check_diameter,
+    check_plane,
+    image_name,
+    normalized_plane,
+)
 
 __all__ = [
     "DIAMETER_CALIBRATION",
+    "checked_diameter_px",
     "diameter_px",
     "estimate_diameter",
     "nuclei_classical",
@@ -60,6 +67,36 @@ def diameter_px(diameter: float | None, pixel_size_um: Any) -> float | None:
         raise InputError(f"diameter must be > 0, got {diameter}")
     size = pixel_size_scalar(pixel_size_um)
     return float(diameter) / size if size is not None else float(diameter)
+
+
+def checked_diameter_px(
+    diameter: float | None,
+    pixel_size_um: Any,
+    shape: tuple[int, ...],
+    name: str = "image",
+    *,
+    zoom_to: float | None = None,
+) -> float | None:
+    """:func:`diameter_px`, refused unless it fits a plane of ``shape``.
+
+    See :func:`~cytolens.segment.preprocess.check_diameter`; the message
+    names the value as given (um and pixel size) and the image.
+
+    Examples
+    --------
+    >>> checked_diameter_px(10.0, 0.5, (64, 64))
+    20.0
+    >>> checked_diameter_px(0.01, 0.5, (64, 64), "a.tif")
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.InputError: a.tif: a nucleus diameter of 0.02 px (0.01 um at 0.5 um/px) ...
+    """
+    d = diameter_px(diameter, pixel_size_um)
+    if d is None:
+        return None
+    size = pixel_size_scalar(pixel_size_um)
+    given = None if size is None else f"{diameter:g} um at {size:g} um/px"
+    return check_diameter(d, shape, name, zoom_to=zoom_to, given=given)
 
 
 def pixel_size_scalar(pixel_size_um: Any) -> float | None:
@@ -171,6 +208,14 @@ def nuclei_classical(
     numpy.ndarray of uint32
         0 = background, 1..N nuclei.
 
+    Raises
+    ------
+    InputError
+        For a plane with a side under 16 px, intensities beyond the float32
+        range, a diameter outside 3 px .. the shorter side (see
+        :mod:`cytolens.segment.preprocess`), and the errors of
+        :func:`~cytolens.core.plane.single_plane`.
+
     Notes
     -----
     Steps: Gaussian smoothing (sigma = diameter / 16, at least 1 px), threshold,
@@ -193,13 +238,16 @@ def nuclei_classical(
 
     if threshold not in _THRESHOLDS:
         raise InputError(f"threshold must be one of {_THRESHOLDS}, got {threshold!r}")
+    name = image_name(image)
     plane, _ = single_plane(image, axes=axes, channel=channel, hint=SEGMENT_HINT)
+    check_plane(plane, name)
+    d = checked_diameter_px(diameter, pixel_size_um, plane.shape, name)
     x, _ = normalized_plane(plane, invert=invert)
-    d = diameter_px(diameter, pixel_size_um)
     if d is None:
         d = estimate_diameter(x)
         if d is None:
             return np.zeros(x.shape, np.uint32)
+        d = check_diameter(d, x.shape, name, estimated=True)
         logger.debug("estimated nucleus diameter: %.1f px", d)
     xs = gaussian(x, max(1.0, d / 16))
     if not np.ptp(xs) > 0:

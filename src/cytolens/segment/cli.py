@@ -4,11 +4,22 @@ The command parses arguments, reads images, calls :func:`cytolens.segment.nuclei
 (or the classical baseline) and :func:`cytolens.segment.measure`, and writes
 the results; errors are raised as :class:`~cytolens.core.errors.CytolensError`
 for the main command line to print as one line.
+
+Before any work: numeric options are checked where they are parsed, the
+``--axes`` letters, the model, device and tile size, and the output folder
+(:func:`~cytolens.core.files.prepare_output_dir`: new or empty unless
+``--overwrite``, never holding an input). Each image then runs through
+:func:`~cytolens.core.batch.run_batch`: everything about it (axes against its
+shape, size, diameter, finite measurements) is checked and computed before
+its three files are written, so a bad image fails alone, leaves no file of
+its own, and is listed in ``failures.csv`` and the report (exit 1). With a
+single input, its error is the command's (exit 2).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +27,8 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from cytolens.core.errors import InputError
+from cytolens.core.errors import CytolensError, InputError
+from cytolens.core.options import at_least, positive
 
 __all__ = ["app"]
 
@@ -56,6 +68,36 @@ def _display_plane(image: Any) -> np.ndarray:
     return single_plane(image, hint=SEGMENT_HINT)[0]
 
 
+@dataclass
+class _Done:
+    """What one image left: its summary row, its table and its overlay."""
+
+    row: dict[str, Any]
+    table: Any
+    overlay: Path
+
+
+def _named(path: Path, exc: CytolensError) -> CytolensError:
+    """``exc`` with the file's name in front when its message does not name it."""
+    message = str(exc)
+    if str(path) in message or path.name in message:
+        return exc
+    return type(exc)(f"{path}: {message}")
+
+
+def _write_all(writes: list[tuple[Path, Callable[[Path], Any]]]) -> None:
+    """Write every output of one image (each atomically); on any failure remove those written."""
+    done: list[Path] = []
+    try:
+        for target, write in writes:
+            write(target)
+            done.append(target)
+    except BaseException:
+        for target in done:
+            target.unlink(missing_ok=True)
+        raise
+
+
 @app.command("nuclei")
 def nuclei_command(
     images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
@@ -66,7 +108,11 @@ def nuclei_command(
     model: Annotated[str, typer.Option(help="Shipped model name.")] = "nuclei-v1",
     diameter: Annotated[
         float | None,
-        typer.Option(help="Typical nucleus diameter in pixels (default: estimated per image)."),
+        typer.Option(
+            help="Typical nucleus diameter in pixels (default: estimated per image); "
+            "between 3 px and the image's shorter side.",
+            callback=positive,
+        ),
     ] = None,
     diameter_um: Annotated[
         float | None,
@@ -74,25 +120,38 @@ def nuclei_command(
             "--diameter-um",
             help="Typical nucleus diameter in um (needs --pixel-size-um or a pixel size in "
             "the file).",
+            callback=positive,
         ),
     ] = None,
     pixel_size_um: Annotated[
         float | None,
         typer.Option(
-            "--pixel-size-um", help="Pixel size in um for measurements (default: from the file)."
+            "--pixel-size-um",
+            help="Pixel size in um for measurements (default: from the file).",
+            callback=positive,
         ),
     ] = None,
     channel: Annotated[
         int | None, typer.Option(help="Index of the nuclear channel (RGB is averaged).")
     ] = None,
     axes: Annotated[
-        str | None, typer.Option(help="Axes of the images if the files do not say, e.g. CYX.")
+        str | None,
+        typer.Option(help="Axes of the images, overriding the files' own, e.g. CYX."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     tile_shape: Annotated[
-        int, typer.Option("--tile-shape", help="Tile size (px at the network's scale).")
+        int,
+        typer.Option(
+            "--tile-shape",
+            help="Tile size (px at the network's scale; more than twice the model's overlap).",
+            callback=at_least(1),
+        ),
     ] = 512,
     report: Annotated[bool, typer.Option(help="Write report.html with overlays.")] = True,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Allow an --out folder that holds an earlier run."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Segment nuclei: label TIFFs, per-image and combined CSVs, overlay PNGs, an HTML report.
@@ -101,94 +160,126 @@ def nuclei_command(
     65536 nuclei), NAME_nuclei.csv (one row per nucleus: area, perimeter,
     centroid, diameter, shape, intensity; um columns when the pixel size is
     known) and NAME_overlay.png (outlines on the image). Then nuclei.csv
-    (all images) and report.html.
+    (all images) and report.html. An image that cannot be segmented fails
+    alone: the others finish, it is listed in failures.csv and the report,
+    and the command exits with 1. With a single input, its error ends the
+    command (exit 2) and nothing is written.
     """
     import pandas as pd
 
-    from cytolens.core.files import atomic_path
+    from cytolens.core.axes import check_axes
+    from cytolens.core.batch import exit_if_failed, run_batch, write_failures
+    from cytolens.core.errors import AxesError
+    from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.core.plane import single_plane
-    from cytolens.core.progress import progress_bar
+    from cytolens.core.summary import strict_json
     from cytolens.io import find_images, imread, imwrite, output_stems
     from cytolens.report import overlay_outlines
     from cytolens.segment import measure, nuclei, nuclei_classical
+    from cytolens.segment.model import _cached
     from cytolens.segment.preprocess import SEGMENT_HINT
 
     if diameter is not None and diameter_um is not None:
         raise InputError("give --diameter (pixels) or --diameter-um (micrometres), not both")
+    if axes is not None:
+        try:
+            axes = check_axes(axes)
+        except AxesError as exc:
+            raise AxesError(f"--axes: {exc}") from None
     paths = find_images(images)
-    out.mkdir(parents=True, exist_ok=True)
-    inputs = {p.resolve() for p in paths}
-    rows, tables, overlays = [], [], []
-    with progress_bar() as bar:
-        task = bar.add_task("segmenting", total=len(paths))
-        for path, name in zip(paths, output_stems(paths), strict=True):
-            bar.update(task, description=f"segmenting {path.name}")
-            image = imread(path)
-            size = pixel_size_um
-            if size is None and {"Y", "X"} <= set(image.pixel_size_um):
-                size = (image.pixel_size_um["Y"] + image.pixel_size_um["X"]) / 2
-            if diameter_um is not None and size is None:
-                raise InputError(
-                    f"{path}: --diameter-um needs a pixel size, and the file states none; "
-                    f"pass --pixel-size-um or --diameter in pixels"
-                )
-            options: dict[str, Any] = {
-                "diameter": diameter_um if diameter_um is not None else diameter,
-                "pixel_size_um": size if diameter_um is not None else None,
-                "axes": axes,
-                "channel": channel,
-            }
-            if method is Method.model:
-                labels = nuclei(image, model=model, device=device, tile_shape=tile_shape, **options)
-            else:
-                labels = nuclei_classical(image, **options)
-            targets = {
-                "labels": out / f"{name}_labels.tif",
-                "csv": out / f"{name}_nuclei.csv",
-                "overlay": out / f"{name}_overlay.png",
-            }
-            clash = [t for t in targets.values() if t.resolve() in inputs]
-            if clash:
-                raise InputError(
-                    f"{clash[0]}: output would overwrite an input; choose another --out"
-                )
-            # uint16 (an ImageJ hyperstack every viewer opens) unless there are too many nuclei
-            stored = labels.astype(np.uint16) if labels.max() < 2**16 else labels
-            imwrite(targets["labels"], stored, axes="YX", pixel_size_um=size)
-            plane = single_plane(image, axes=axes, channel=channel, hint=SEGMENT_HINT)[0]
-            table = measure(labels, plane, pixel_size_um=size)
-            table.insert(0, "image", path.name)
-            with atomic_path(targets["csv"]) as tmp:
+    prepare_output_dir(out, protected=paths, overwrite=overwrite)
+    if method is Method.model:  # an unknown model, device or too small a tile fails before any work
+        _cached(model, str(device)).check_tile_shape(tile_shape, "--tile-shape")
+    names = dict(zip(paths, output_stems(paths), strict=True))
+
+    def process(path: Path) -> _Done:
+        try:
+            return segment_one(path)
+        except CytolensError as exc:
+            raise _named(path, exc) from None
+
+    def segment_one(path: Path) -> _Done:
+        image = imread(path, axes=axes)  # AxesError naming the file when axes do not fit
+        size = pixel_size_um
+        if size is None and {"Y", "X"} <= set(image.pixel_size_um):
+            size = (image.pixel_size_um["Y"] + image.pixel_size_um["X"]) / 2
+        if diameter_um is not None and size is None:
+            raise InputError(
+                f"{path}: --diameter-um needs a pixel size, and the file states none; "
+                f"pass --pixel-size-um or --diameter in pixels"
+            )
+        options: dict[str, Any] = {
+            "diameter": diameter_um if diameter_um is not None else diameter,
+            "pixel_size_um": size if diameter_um is not None else None,
+            "channel": channel,
+        }
+        if method is Method.model:
+            labels = nuclei(image, model=model, device=device, tile_shape=tile_shape, **options)
+        else:
+            labels = nuclei_classical(image, **options)
+        plane = single_plane(image, channel=channel, hint=SEGMENT_HINT)[0]
+        table = measure(labels, plane, pixel_size_um=size)
+        table.insert(0, "image", path.name)
+        overlay = overlay_outlines(_display_plane(image), labels)
+        # uint16 (an ImageJ hyperstack every viewer opens) unless there are too many nuclei
+        stored = labels.astype(np.uint16) if labels.max() < 2**16 else labels
+        name = names[path]
+        targets = {
+            "labels": out / f"{name}_labels.tif",
+            "csv": out / f"{name}_nuclei.csv",
+            "overlay": out / f"{name}_overlay.png",
+        }
+
+        def write_csv(target: Path) -> None:
+            with atomic_path(target) as tmp:
                 table.to_csv(tmp, index=False)
-            tables.append(table)
-            imwrite(
-                targets["overlay"],
-                overlay_outlines(_display_plane(image), labels),
-                axes="YXC",
-            )
-            overlays.append((path.name, targets["overlay"]))
-            area = "area_um2" if "area_um2" in table else "area_px"
-            rows.append(
-                {
-                    "image": path.name,
-                    "nuclei": int(labels.max()),
-                    f"median {area}": float(table[area].median()) if len(table) else float("nan"),
-                    "labels": targets["labels"].name,
-                    "csv": targets["csv"].name,
-                }
-            )
-            bar.advance(task)
+
+        _write_all(
+            [
+                (targets["labels"], lambda t: imwrite(t, stored, axes="YX", pixel_size_um=size)),
+                (targets["csv"], write_csv),
+                (targets["overlay"], lambda t: imwrite(t, overlay, axes="YXC")),
+            ]
+        )
+        area = "area_um2" if "area_um2" in table else "area_px"
+        row = {
+            "image": path.name,
+            "nuclei": int(labels.max()),
+            f"median {area}": float(table[area].median()) if len(table) else float("nan"),
+            "labels": targets["labels"].name,
+            "csv": targets["csv"].name,
+        }
+        return _Done(row, table, targets["overlay"])
+
+    result = run_batch(
+        paths,
+        process,
+        description="segmenting",
+        stop_on_error=len(paths) == 1,  # one input: its error is the command's (exit 2)
+    )
+    done = result.results
+    rows = [d.row for d in done]
+    summary: dict[str, Any] = {"images": rows, "failed": [f.__dict__ for f in result.failures]}
     combined = out / "nuclei.csv"
-    with atomic_path(combined) as tmp:
-        pd.concat(tables, ignore_index=True).to_csv(tmp, index=False)
-    summary: dict[str, Any] = {"images": rows, "combined_csv": str(combined)}
+    # with --overwrite, an earlier run's combined table or failures must not pass for this run's
+    combined.unlink(missing_ok=True)
+    (out / "failures.csv").unlink(missing_ok=True)
+    if done:
+        with atomic_path(combined) as tmp:
+            pd.concat([d.table for d in done], ignore_index=True).to_csv(tmp, index=False)
+        summary["combined_csv"] = str(combined)
+    failures_csv = write_failures(out, result.failures)
+    if failures_csv is not None:
+        summary["failures_csv"] = str(failures_csv)
     if report:
-        summary["report"] = str(_write_report(out, rows, overlays, method, model))
+        overlays = [(d.row["image"], d.overlay) for d in done]
+        summary["report"] = str(_write_report(out, rows, overlays, method, model, result.failures))
     if as_json:
-        typer.echo(json.dumps(summary, default=str))
+        typer.echo(strict_json(summary))
     else:
         total = sum(r["nuclei"] for r in rows)
         typer.echo(f"{total} nuclei in {len(rows)} image(s); results in {out}")
+    exit_if_failed(result, out)
 
 
 def _write_report(
@@ -197,7 +288,9 @@ def _write_report(
     overlays: list[tuple[str, Path]],
     method: Method,
     model: str,
+    failures: list[Any],
 ) -> Path:
+    from cytolens.core.batch import report_failures
     from cytolens.report import Report
 
     rep = Report("Nucleus segmentation")
@@ -213,4 +306,5 @@ def _write_report(
         )
     for name, png in overlays[:REPORT_OVERLAYS]:
         rep.figure(png, caption=f"{name}: nucleus outlines")
+    report_failures(rep, failures)
     return rep.save(out / "report.html")

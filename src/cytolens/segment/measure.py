@@ -54,7 +54,8 @@ def _intensity(intensity_image: Any, shape: tuple[int, ...]) -> np.ndarray:
             f"intensity_image has shape {values.shape}; expected {shape} like the labels "
             f"(optionally with channels last)"
         )
-    return values.astype(np.float64) if values.dtype.kind != "f" else values
+    # float64 whatever the input: float32 sums and squares of large values overflow to inf
+    return values.astype(np.float64, copy=False)
 
 
 def measure(labels: Any, intensity_image: Any = None, pixel_size_um: Any = None) -> Any:
@@ -74,6 +75,7 @@ def measure(labels: Any, intensity_image: Any = None, pixel_size_um: Any = None)
     Returns
     -------
     pandas.DataFrame
+        Computed in float64 (never ``inf`` from a float32 overflow);
         ``label``; ``area_px``, ``perimeter_px``, ``centroid_y_px``,
         ``centroid_x_px``, ``equivalent_diameter_px`` (diameter of the disc of
         the same area); ``eccentricity`` (0 for a disc) and ``solidity``
@@ -82,6 +84,13 @@ def measure(labels: Any, intensity_image: Any = None, pixel_size_um: Any = None)
         ``centroid_x_um``, ``equivalent_diameter_um``. With an intensity
         image: ``intensity_mean``, ``intensity_std``, ``intensity_min``,
         ``intensity_max`` and ``intensity_integrated`` (sum over the object).
+
+    Raises
+    ------
+    InputError
+        For labels that are not a 2-D non-negative integer image, an
+        intensity image of another shape, and intensities so large that a
+        measurement is not finite even in float64 (beyond about 1e154).
 
     Examples
     --------
@@ -131,4 +140,16 @@ def measure(labels: Any, intensity_image: Any = None, pixel_size_um: Any = None)
             for prop in _INTENSITY:
                 df[prop + suffix] = table[prop + key]
             df["intensity_integrated" + suffix] = table["intensity_mean" + key] * df["area_px"]
+    _check_finite(df)
     return df
+
+
+def _check_finite(df: Any) -> None:
+    """Refuse a table with inf or NaN (NaN is allowed only in ``perimeter_um``, documented)."""
+    numeric = df.drop(columns=["perimeter_um"], errors="ignore").select_dtypes("number")
+    bad = [c for c in numeric.columns if not np.isfinite(numeric[c].to_numpy()).all()]
+    if bad:
+        raise InputError(
+            f"measurements {', '.join(bad)} are not finite: the intensities are too large "
+            "even for float64; rescale the image (e.g. divide it by a constant)"
+        )

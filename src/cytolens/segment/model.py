@@ -40,8 +40,14 @@ import numpy as np
 
 from cytolens.core.errors import InputError, ModelError
 from cytolens.core.plane import single_plane
-from cytolens.segment.classical import diameter_px, estimate_diameter
-from cytolens.segment.preprocess import SEGMENT_HINT, normalized_plane
+from cytolens.segment.classical import checked_diameter_px, estimate_diameter
+from cytolens.segment.preprocess import (
+    SEGMENT_HINT,
+    check_diameter,
+    check_plane,
+    image_name,
+    normalized_plane,
+)
 from cytolens.segment.representation import instances_from_maps
 
 if TYPE_CHECKING:
@@ -223,12 +229,16 @@ class NucleusSegmenter:
         progress: Any = False,
     ) -> np.ndarray:
         """Segment nuclei in a 2-D image; see :func:`nuclei` for the parameters."""
+        name = image_name(image)
         plane, _ = single_plane(image, axes=axes, channel=channel, hint=SEGMENT_HINT)
+        check_plane(plane, name)
+        d = checked_diameter_px(diameter, pixel_size_um, plane.shape, name, zoom_to=self.diameter)
+        self.check_tile_shape(tile_shape)
         x, inverted = normalized_plane(plane, invert=invert)
-        d = diameter_px(diameter, pixel_size_um)
         maps = None
         if d is None:
-            d, probe = self.estimate_diameter(x)
+            estimate, probe = self.estimate_diameter(x)
+            d = check_diameter(estimate, x.shape, name, estimated=True)
             if probe is not None and probe[0] == d:  # the probe saw the whole image: reuse it
                 maps = probe[1]
         scale = self.diameter / d
@@ -243,6 +253,33 @@ class NucleusSegmenter:
             inverted,
         )
         return labels
+
+    def check_tile_shape(self, tile_shape: Any, option: str = "tile_shape") -> None:
+        """Refuse tiles too small for the model's overlap (``2 * overlap + 1`` px at least).
+
+        Parameters
+        ----------
+        tile_shape : int, (int, int) or None
+            As given to :meth:`segment`; ``None`` means whole-image tiles.
+        option : str
+            How the user named it, for messages (``--tile-shape``).
+
+        Raises
+        ------
+        InputError
+        """
+        sides = tile_shape if isinstance(tile_shape, (tuple, list)) else (tile_shape,)
+        for side in sides:
+            if side is None or side == -1:
+                continue
+            if isinstance(side, bool) or not isinstance(side, (int, np.integer)):
+                raise InputError(f"{option} must be whole pixels, got {tile_shape!r}")
+            if side <= 2 * self.overlap:
+                raise InputError(
+                    f"{option} {side} is too small for model {self.card.name!r}: its tiles "
+                    f"overlap by {self.overlap} px on each side; give at least "
+                    f"{2 * self.overlap + 1} (default 512)"
+                )
 
     def estimate_diameter(
         self, normalized: np.ndarray, *, max_probes: int = 3
@@ -377,7 +414,11 @@ def nuclei(
     ------
     InputError
         For an empty array, NaN or infinite values, a 3-D array without
-        ``axes``, a Z stack, an unclear channel, or a bad ``diameter``.
+        ``axes``, a Z stack, an unclear channel, a side under 16 px,
+        intensities beyond the float32 range, a ``diameter`` outside
+        3 px .. the shorter side (it would zoom the image absurdly; see
+        :mod:`cytolens.segment.preprocess`), or tiles smaller than twice the
+        model's overlap.
     ModelError
         For an unknown model or damaged weights.
 

@@ -1,20 +1,31 @@
 """``cytolens track MOVIE_OR_FOLDER --out DIR``: track cells and write the results.
 
 Only parses arguments, reads the input, calls :func:`cytolens.track.track` /
-:func:`~cytolens.track.track_movie` and writes:
+:func:`~cytolens.track.segment_movie` and writes:
 
 - ``DIR/<sequence>_RES/`` a Cell Tracking Challenge result folder
-  (``maskTTT.tif`` + ``res_track.txt``; ``RES`` for a movie file);
-- ``DIR/tracks.csv`` one row per object and frame;
+  (``maskTTT.tif`` + ``res_track.txt``, numbered like the input's frames;
+  ``RES`` for a movie file);
+- ``DIR/tracks.csv`` one row per object and frame (``t`` is the input's frame
+  number: the CTC file number, else the index from 0);
 - ``DIR/lineage.png`` the lineage tree;
 - ``DIR/overlay.gif`` the frames with outlines, ids and trajectories;
 - ``DIR/tracker.json`` the tracker settings, to rerun the same tracking.
+
+Everything is checked before anything is written: the options (at the
+command-line boundary), the output folder (empty or new unless
+``--overwrite``, never the input or a folder holding it), the movie's axes,
+that a ``--labels`` movie holds labels, and that the segmentation found
+objects. Each output is written atomically; if writing fails midway, the
+outputs of this run already written are removed, so no mix of runs remains.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import shutil
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,32 +34,72 @@ import typer
 
 from cytolens.core.errors import InputError, MissingFileError
 from cytolens.core.files import atomic_path
+from cytolens.core.image import Image
+from cytolens.core.options import non_negative, positive
 
 __all__ = ["command"]
 
 logger = logging.getLogger(__name__)
 
 
-def _read_movie(path: Path, axes: str | None) -> tuple[Any, str]:
-    """The movie as an array ``T(Z)YX`` and the name of the result folder."""
+class Segmenter(str, Enum):
+    """Per-frame segmentation of a raw movie."""
+
+    threshold = "threshold"
+    nuclei = "nuclei"
+    auto = "auto"
+
+
+def _read_movie(path: Path, axes: str | None) -> tuple[Image, str, int]:
+    """The movie as an Image ``T(Z)YX``, the name of its result folder, its first frame number."""
     from cytolens import io
 
-    if not path.exists():
-        raise MissingFileError(f"{path}: no such file or folder")
     if path.is_dir():
         sequence = io.read_ctc(path)
-        return sequence.frames.data, f"{sequence.sequence}_RES"
-    image = io.imread(path, axes=axes) if axes else io.imread(path)
+        first = int(sequence.frames.metadata.get("frame_numbers", [0])[0])
+        return sequence.frames, f"{sequence.sequence}_RES", first
+    image = io.imread(path, axes=axes)
     if "T" not in image.axes:
-        if image.ndim == 3 and image.axes in ("ZYX", "QYX", "IYX"):
-            logger.info("%s: reading the first axis of %r as time", path, image.axes)
-            return np.asarray(image.data), "RES"
+        example = {3: "TYX", 4: "TZYX"}.get(image.ndim, "TYX")
+        kind = " (a z-stack)" if "Z" in image.axes else ""
         raise InputError(
-            f"{path} has axes {image.axes!r} and no time axis; give them with --axes, e.g. TYX"
+            f"{path} has axes {image.axes!r}{kind} and no time axis; if it really is a "
+            f"movie, pass --axes {example}"
         )
     if "C" in image.axes:
-        raise InputError(f"{path} has axes {image.axes!r}; pick one channel first (expected TYX)")
-    return image.transpose("TZYX" if "Z" in image.axes else "TYX").data, "RES"
+        n_c = image.sizes["C"]
+        if n_c > 1:
+            raise InputError(
+                f"{path} has axes {image.axes!r} with {n_c} channels; save the channel to "
+                "track as its own movie (expected TYX or TZYX)"
+            )
+        image = Image(
+            image.data.take(0, axis=image.axes.index("C")),
+            image.axes.replace("C", ""),
+            dict(image.pixel_size_um),
+            None,
+            image.path,
+            dict(image.metadata),
+        )
+    return image.transpose("TZYX" if "Z" in image.axes else "TYX"), "RES", 0
+
+
+class _Outputs:
+    """The outputs written so far by this run, removed again if a later one fails."""
+
+    def __init__(self) -> None:
+        self.written: list[Path] = []
+
+    def write(self, path: Path, how: Callable[[Path], Any]) -> None:
+        how(path)
+        self.written.append(path)
+
+    def remove(self) -> None:
+        for path in self.written:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def command(
@@ -62,20 +113,31 @@ def command(
         typer.Option("--labels", help="The input is a label movie already: track, don't segment."),
     ] = False,
     segmenter: Annotated[
-        str, typer.Option(help="Per-frame segmentation: threshold (default), nuclei or auto.")
-    ] = "threshold",
+        Segmenter,
+        typer.Option(help="Per-frame segmentation: threshold (default), nuclei or auto."),
+    ] = Segmenter.threshold,
     max_distance: Annotated[
         float | None,
-        typer.Option(help="Largest displacement between frames, pixels (default: from the data)."),
+        typer.Option(
+            help="Largest displacement between frames, pixels (default: from the data).",
+            callback=positive,
+        ),
     ] = None,
     gap_closing: Annotated[
-        int, typer.Option(help="Most frames an object may be missing (0: off).")
+        int,
+        typer.Option(help="Most frames an object may be missing (0: off).", callback=non_negative),
     ] = 2,
     divisions: Annotated[bool, typer.Option(help="Detect divisions.")] = True,
     axes: Annotated[
-        str | None, typer.Option(help="Axes of a movie file without metadata, e.g. TYX.")
+        str | None, typer.Option(help="Axes of a movie file, overriding the file's, e.g. TYX.")
     ] = None,
-    fps: Annotated[float, typer.Option(help="Frames per second of the overlay GIF.")] = 5.0,
+    fps: Annotated[
+        float, typer.Option(help="Frames per second of the overlay GIF.", callback=positive)
+    ] = 5.0,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Allow an --out folder that holds an earlier run."),
+    ] = False,
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary on stdout.")
     ] = False,
@@ -83,17 +145,29 @@ def command(
     """Track cells over time: CTC result folder, tracks CSV, lineage tree and overlay GIF."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from cytolens.core.axes import check_axes
+    from cytolens.core.errors import AxesError
+    from cytolens.core.files import prepare_output_dir
+    from cytolens.core.summary import strict_json
     from cytolens.report import save_figure
     from cytolens.track import overlay_animation, plot_lineage, segment_movie, track
     from cytolens.track.config import make_config
+    from cytolens.track.segmentation import check_found_objects
 
     config = make_config(max_distance=max_distance, gap_closing=gap_closing, divisions=divisions)
-    frames, res_name = _read_movie(movie_or_folder, axes)
-    result_dir = out / res_name
-    source = movie_or_folder.resolve()
-    if source in (out.resolve(), result_dir.resolve()):
-        raise InputError(f"--out {out} would overwrite the input {movie_or_folder}")
+    if axes is not None:
+        try:
+            axes = check_axes(axes)
+        except AxesError as exc:
+            raise AxesError(f"--axes: {exc}") from None
+    if not movie_or_folder.exists():
+        raise MissingFileError(f"{movie_or_folder}: no such file or folder")
+    prepare_output_dir(out, protected=[movie_or_folder], overwrite=overwrite)
+    image, res_name, first = _read_movie(movie_or_folder, axes)
+    name = str(movie_or_folder)
+    frames = image.data
     columns = (TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn())
+    outputs = _Outputs()
     with Progress(*columns, transient=True, disable=json_summary) as bar:
         tasks: dict[str, Any] = {}
 
@@ -103,34 +177,63 @@ def command(
             bar.update(tasks[stage], completed=done)
 
         if labels:
-            movie = frames
+            movie = image  # checked by track(): integer labels, not intensities
         else:
-            movie = segment_movie(frames, segmenter=segmenter, progress=progress)
+            movie = segment_movie(image, segmenter=segmenter.value, progress=progress)
+            check_found_objects(movie, segmenter.value, name, option="--segmenter ")
         result = track(movie, config=config, progress=progress)
-        progress("writing", 0, 4)
-        result.to_ctc(result_dir)
-        with atomic_path(out / "tracks.csv") as tmp:
-            result.tracks.to_csv(tmp, index=False)
-        with atomic_path(out / "tracker.json") as tmp:
-            tmp.write_text(result.config.model_dump_json(indent=2) + "\n")
-        progress("writing", 2, 4)
-        if result.n_tracks:
-            figure = plot_lineage(result.tracks, title=movie_or_folder.name)
-            save_figure(figure, out / "lineage.png")
-        display = (np.asarray(movie) > 0).astype(np.uint8) if labels else frames
-        overlay_animation(display, result.labels, result.tracks, out / "overlay.gif", fps=fps)
-        progress("writing", 4, 4)
+        if result.tracks.empty:  # a label movie of zeros (an empty segmentation was refused)
+            raise InputError(f"{name} holds no objects: every frame is 0; nothing to track")
+        movie_shape = tuple(result.labels.shape)
+        empty = [t for t in range(movie_shape[0]) if not (result.tracks["t"] == t).any()]
+        if empty:
+            logger.warning(
+                "%s: no objects in %d of %d frame(s) (first: frame %d)",
+                name,
+                len(empty),
+                movie_shape[0],
+                first + empty[0],
+            )
+        figure = plot_lineage(result.tracks, title=movie_or_folder.name)
+        table = result.tracks.assign(t=result.tracks["t"] + first)
+        display = (np.asarray(result.labels) > 0).astype(np.uint8) if labels else frames
+
+        def write_csv(path: Path) -> None:
+            with atomic_path(path) as tmp:
+                table.to_csv(tmp, index=False)
+
+        def write_config(path: Path) -> None:
+            with atomic_path(path) as tmp:
+                tmp.write_text(result.config.model_dump_json(indent=2) + "\n")
+
+        progress("writing", 0, 5)
+        try:
+            outputs.write(out / res_name, lambda p: result.to_ctc(p, first_frame=first))
+            outputs.write(out / "tracks.csv", write_csv)
+            outputs.write(out / "tracker.json", write_config)
+            progress("writing", 3, 5)
+            outputs.write(out / "lineage.png", lambda p: save_figure(figure, p))
+            outputs.write(
+                out / "overlay.gif",
+                lambda p: overlay_animation(display, result.labels, result.tracks, p, fps=fps),
+            )
+        except BaseException:
+            outputs.remove()
+            raise
+        progress("writing", 5, 5)
     summary = {
-        "input": str(movie_or_folder),
+        "input": name,
         "out": str(out),
-        "frames": int(movie.shape[0]),
+        "frames": int(movie_shape[0]),
+        "first_frame": first,
+        "frames_without_objects": len(empty),
         "objects": len(result.tracks),
         "tracks": result.n_tracks,
         "divisions": len(result.divisions),
         "max_distance_px": round(float(result.config.max_distance), 2),
     }
     if json_summary:
-        typer.echo(json.dumps(summary))
+        typer.echo(strict_json(summary))
     else:
         typer.echo(
             f"{summary['tracks']} tracks, {summary['divisions']} divisions over "

@@ -18,9 +18,67 @@ from cytolens.core.errors import InputError
 from cytolens.core.image import Image
 from cytolens.core.validate import check_array, is_dask
 
-__all__ = ["check_label_movie", "detections", "displacement_scale", "estimate_max_distance"]
+__all__ = [
+    "check_label_movie",
+    "check_looks_like_labels",
+    "detections",
+    "displacement_scale",
+    "estimate_max_distance",
+    "movie_name",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Frames looked at by :func:`check_looks_like_labels` (evenly spaced).
+LOOK_FRAMES = 4
+#: A frame whose regions of one value average fewer pixels than this ...
+RAW_REGION_PX = 4.0
+#: ... and that has more than this many such regions per distinct value ...
+RAW_REGIONS_PER_VALUE = 2.0
+#: ... or in which more than this fraction of object pixels touch another non-zero value,
+#: holds intensities, not labels.
+RAW_CONTACT_FRACTION = 0.5
+
+
+def _regions(frame: np.ndarray) -> tuple[int, int, int, float, bool]:
+    """What tells labels from intensities in one frame.
+
+    Returns the number of distinct non-zero values, of regions of one value
+    (4-connected), of non-zero pixels, the fraction of these that touch
+    another non-zero value, and whether 0 is present.
+    """
+    from skimage.measure import label
+
+    values = np.unique(frame)
+    nonzero = values[values != 0]
+    if nonzero.size == 0:
+        return 0, 0, 0, 0.0, True
+    regions = int(label(frame, background=0, connectivity=1).max())
+    touching = np.zeros(frame.shape, bool)
+    for axis in range(frame.ndim):
+        a = [slice(None)] * frame.ndim
+        b = [slice(None)] * frame.ndim
+        a[axis], b[axis] = slice(1, None), slice(None, -1)
+        lo, hi = frame[tuple(b)], frame[tuple(a)]
+        differ = (lo != hi) & (lo != 0) & (hi != 0)
+        touching[tuple(b)] |= differ
+        touching[tuple(a)] |= differ
+    n_pixels = int(np.count_nonzero(frame))
+    contact = float(touching.sum()) / n_pixels
+    return int(nonzero.size), regions, n_pixels, contact, bool(values[0] == 0)
+
+
+def movie_name(movie: Any, default: str = "labels") -> str:
+    """How a movie is named in messages: its file for an ``Image`` read from one.
+
+    Examples
+    --------
+    >>> movie_name(np.zeros((2, 4, 4)))
+    'labels'
+    """
+    if isinstance(movie, Image) and movie.path is not None:
+        return str(movie.path)
+    return default
 
 
 def check_label_movie(labels: Any, name: str = "labels") -> tuple[Any, str]:
@@ -46,6 +104,7 @@ def check_label_movie(labels: Any, name: str = "labels") -> tuple[Any, str]:
     cytolens.core.errors.InputError: labels must be 3-D or 4-D, got 2-D with shape (4, 4)
     """
     if isinstance(labels, Image):
+        name = movie_name(labels, name)
         if "T" not in labels.axes or "C" in labels.axes:
             raise InputError(
                 f"{name} has axes {labels.axes!r}; a label movie needs a T axis and no C axis "
@@ -62,6 +121,85 @@ def check_label_movie(labels: Any, name: str = "labels") -> tuple[Any, str]:
     if not is_dask(array) and array.dtype.kind == "i" and array.min() < 0:
         raise InputError(f"{name} has negative labels (min {array.min()}); expected 0 = background")
     return array, "TYX" if array.ndim == 3 else "TZYX"
+
+
+def check_looks_like_labels(labels: Any, name: str = "labels") -> None:
+    """Refuse a movie of intensities or a binary mask given where a label movie is expected.
+
+    A label movie has background 0 and objects that are regions of one value,
+    so in each frame the number of connected regions of one value is close to
+    the number of distinct values (one region per object), regions span
+    many pixels, and most object pixels touch only their own value or 0. A
+    raw movie stored as integers is the opposite: almost every pixel differs
+    from its neighbours, so its values form a great many tiny regions that
+    touch each other. Up to :data:`LOOK_FRAMES` evenly spaced frames are
+    checked; one is refused when its regions of one value average fewer than
+    :data:`RAW_REGION_PX` pixels and either outnumber its distinct values
+    more than :data:`RAW_REGIONS_PER_VALUE` times or more than
+    :data:`RAW_CONTACT_FRACTION` of its object pixels touch another non-zero
+    value. Measured: CTC ground truth (SIM+, GOWT1 markers and
+    segmentations) has 1 region per value of hundreds of pixels; raw CTC
+    frames have 300 to 2,000 regions per value of 1 to 2 pixels. Spots
+    labelled as single pixels pass (one region per value, touching only 0).
+    A binary mask (one value in every frame, several separate objects) is
+    refused too: the tracker would take all its objects for one.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        Label movie ``TYX`` or ``TZYX`` (numpy or Dask: only the checked
+        frames are read).
+    name : str
+        How the movie is named in messages (its file).
+
+    Raises
+    ------
+    InputError
+        Naming the movie, the frame and what was found.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> check_looks_like_labels(rng.integers(100, 400, (2, 32, 32)), "raw.tif")
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.InputError: raw.tif does not look like a label movie: in frame 0, ...
+    """
+    n_t = labels.shape[0]
+    picks = sorted({round(i) for i in np.linspace(0, n_t - 1, min(LOOK_FRAMES, n_t))})
+    single: list[tuple[int, np.ndarray]] = []  # frames holding one value
+    non_empty = 0
+    for t in picks:
+        frame = np.asarray(labels[t])
+        n_values, n_regions, n_pixels, contact, has_zero = _regions(frame)
+        if n_values == 0:
+            continue
+        non_empty += 1
+        size = n_pixels / n_regions
+        many = n_regions > RAW_REGIONS_PER_VALUE * n_values or contact > RAW_CONTACT_FRACTION
+        if size < RAW_REGION_PX and many:
+            background = "" if has_zero else " and no background (no pixel is 0)"
+            raise InputError(
+                f"{name} does not look like a label movie: in frame {t}, its {n_values} "
+                f"distinct values form {n_regions} separate regions of {size:.1f} px on "
+                f"average{background}; labels are 0 for background and one value per object, "
+                "each a region of many pixels. Is it a raw movie? Then segment it first "
+                "(track_movie, or `cytolens track` without --labels)"
+            )
+        if n_values == 1:
+            single.append((t, frame))
+    if single and len(single) == non_empty:
+        from skimage.measure import label
+
+        for t, frame in single:
+            n_objects = int(label(frame > 0, connectivity=2).max())
+            if n_objects > 1:
+                raise InputError(
+                    f"{name} looks like a binary mask, not labels: every frame holds a single "
+                    f"value, yet frame {t} has {n_objects} separate objects, which the tracker "
+                    "would take for one; label the objects of each frame first "
+                    "(e.g. skimage.measure.label)"
+                )
 
 
 def _frame_table(frame: np.ndarray, t: int) -> pd.DataFrame:

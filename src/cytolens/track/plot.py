@@ -156,6 +156,12 @@ def overlay_animation(
     -------
     pathlib.Path
 
+    Raises
+    ------
+    InputError
+        For ``fps`` that is not a positive number, or frames and labels of
+        different shapes (checked before any drawing).
+
     Examples
     --------
     >>> import tempfile
@@ -173,6 +179,8 @@ def overlay_animation(
     from PIL import ImageDraw
     from skimage.segmentation import find_boundaries
 
+    if not (isinstance(fps, (int, float, np.number)) and np.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
     if frames.shape != labels.shape:
         raise InputError(f"frames {tuple(frames.shape)} and labels {tuple(labels.shape)} differ")
     if frames.ndim not in (3, 4):

@@ -22,12 +22,24 @@ from cytolens.core.errors import InputError, ModelError
 from cytolens.core.image import Image
 from cytolens.core.validate import check_array
 
-__all__ = ["SEGMENTERS", "get_segmenter", "segment_movie", "segment_threshold"]
+__all__ = [
+    "SEGMENTERS",
+    "check_found_objects",
+    "get_segmenter",
+    "segment_movie",
+    "segment_threshold",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Names accepted by ``segmenter=``.
 SEGMENTERS = ("auto", "threshold", "nuclei")
+#: What each named segmenter is, for messages.
+_DESCRIPTIONS = {
+    "threshold": "'threshold' (the classical baseline for bright nuclei)",
+    "nuclei": "'nuclei' (the nucleus model of cytolens.segment)",
+    "auto": "'auto' (the nucleus model of cytolens.segment when installed, else 'threshold')",
+}
 
 
 def _refine(smooth: np.ndarray, candidates: np.ndarray, margin: int) -> np.ndarray:
@@ -282,3 +294,55 @@ def segment_movie(
         if progress is not None:
             progress("segmenting", t + 1, n_t)
     return out
+
+
+def check_found_objects(
+    labels: Any,
+    segmenter: str | Callable[[np.ndarray], Any],
+    name: str = "the movie",
+    *,
+    option: str = "segmenter=",
+) -> None:
+    """Refuse a segmentation that found no object in any frame: there is nothing to track.
+
+    Zero tracks reported as a success hide the usual cause: a segmenter made
+    for another kind of image (e.g. the nucleus model on whole cells, or on
+    transmitted light).
+
+    Parameters
+    ----------
+    labels : array_like
+        The label movie :func:`segment_movie` returned.
+    segmenter : str or callable
+        The segmenter that made it, named in the message.
+    name : str
+        The movie (its file), for the message.
+    option : str
+        How the user chooses a segmenter (``"--segmenter "`` on the command line).
+
+    Raises
+    ------
+    InputError
+
+    Examples
+    --------
+    >>> check_found_objects(np.zeros((3, 8, 8), np.uint16), "nuclei", "movie.tif")
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.InputError: segmenter 'nuclei' (...) found no objects in any of the 3 ...
+    """
+    n_t = labels.shape[0]
+    if any(np.asarray(labels[t]).any() for t in range(n_t)):
+        return
+    if callable(segmenter):
+        what = repr(getattr(segmenter, "__name__", segmenter))
+        others: tuple[str, ...] = ("threshold", "nuclei")
+    else:
+        what = _DESCRIPTIONS.get(segmenter, repr(segmenter))
+        others = ("nuclei",) if segmenter == "threshold" else ("threshold",)
+    tries = " or ".join(f"{option}{s}" for s in others)
+    raise InputError(
+        f"segmenter {what} found no objects in any of the {n_t} frames of {name}; "
+        f"nothing to track. Try {tries}, or segment the movie with a tool made for these "
+        "cells and track the label movie"
+    )

@@ -12,13 +12,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cytolens.core.errors import InputError
 from cytolens.core.files import atomic_path
 from cytolens.track import lineage
 from cytolens.track.config import TrackerConfig, make_config
-from cytolens.track.detections import check_label_movie, detections, estimate_max_distance
+from cytolens.track.detections import (
+    check_label_movie,
+    check_looks_like_labels,
+    detections,
+    estimate_max_distance,
+    movie_name,
+)
 from cytolens.track.lineage import assemble_tracks, ctc_table, relabel
 from cytolens.track.linking import link_frames, link_segments
-from cytolens.track.segmentation import segment_movie
+from cytolens.track.segmentation import check_found_objects, segment_movie
 
 __all__ = ["TrackingResult", "track", "track_movie"]
 
@@ -65,12 +72,22 @@ class TrackingResult:
         """Number of tracks."""
         return int(self.tracks["track_id"].nunique())
 
-    def to_ctc(self, folder: str | os.PathLike[str]) -> Path:
+    def to_ctc(self, folder: str | os.PathLike[str], *, first_frame: int = 0) -> Path:
         """Write a CTC result folder: ``maskTTT.tif`` per frame and ``res_track.txt``.
 
         The folder is written under a temporary name and renamed when
         complete; an earlier result folder of that name (``mask*.tif`` and
         ``res_track.txt`` only) is replaced, any other folder is refused.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            The result folder, e.g. ``01_RES``.
+        first_frame : int
+            The number of the movie's first frame, so that the results keep
+            the input's numbering (``mask005.tif`` and ``res_track.txt``
+            frames for ``t005.tif``); ``read_ctc`` gives it as
+            ``frames.metadata["frame_numbers"][0]``.
 
         Returns
         -------
@@ -79,9 +96,18 @@ class TrackingResult:
         """
         from cytolens.io import imwrite, write_ctc_tracks
 
+        if isinstance(first_frame, bool) or not isinstance(first_frame, (int, np.integer)):
+            raise InputError(f"first_frame must be an integer >= 0, got {first_frame!r}")
+        if first_frame < 0:
+            raise InputError(f"first_frame must be an integer >= 0, got {first_frame}")
+        if self.n_tracks >= 2**16:
+            raise InputError(
+                f"cannot write {folder}: {self.n_tracks} tracks exceed the 65535 labels of the "
+                "uint16 masks of a CTC result"
+            )
         folder = Path(folder)
         n_t = self.labels.shape[0]
-        digits = max(3, len(str(n_t - 1)))
+        digits = max(3, len(str(first_frame + n_t - 1)))
         axes = "ZYX" if self.labels.ndim == 4 else "YX"
         earlier = folder.is_dir() and all(
             p.name == "res_track.txt" or (p.name.startswith("mask") and p.suffix == ".tif")
@@ -91,10 +117,11 @@ class TrackingResult:
             tmp.mkdir()
             for t in range(n_t):
                 plane = np.asarray(self.labels[t])
-                imwrite(
-                    tmp / f"mask{t:0{digits}d}.tif", plane.astype(np.uint16, copy=False), axes=axes
-                )
-            write_ctc_tracks(tmp / "res_track.txt", self.ctc_tracks)
+                name = f"mask{first_frame + t:0{digits}d}.tif"
+                imwrite(tmp / name, plane.astype(np.uint16, copy=False), axes=axes)
+            table = self.ctc_tracks
+            table[["begin", "end"]] += first_frame
+            write_ctc_tracks(tmp / "res_track.txt", table)
         return folder
 
 
@@ -148,7 +175,10 @@ def track(
     Raises
     ------
     InputError
-        For a movie that is not 3-D/4-D integer labels, or invalid options.
+        For a movie that is not 3-D/4-D integer labels, one that looks like
+        raw intensities or a binary mask rather than labels
+        (:func:`~cytolens.track.detections.check_looks_like_labels`), or
+        invalid options.
 
     Examples
     --------
@@ -162,7 +192,9 @@ def track(
     >>> result.labels[2, 4, 2], result.labels[2, 12, 14]
     (np.uint16(1), np.uint16(2))
     """
-    array, _ = check_label_movie(labels)
+    name = movie_name(labels)
+    array, _ = check_label_movie(labels, name)
+    check_looks_like_labels(array, name)
     if config is None:
         config = make_config(
             max_distance=max_distance,
@@ -225,6 +257,12 @@ def track_movie(
     TrackingResult
         Its ``labels`` is the segmentation, relabelled by track.
 
+    Raises
+    ------
+    InputError
+        For invalid options, and when the segmenter finds no object in any
+        frame (:func:`~cytolens.track.segmentation.check_found_objects`).
+
     Examples
     --------
     >>> from cytolens import data
@@ -233,6 +271,7 @@ def track_movie(
     >>> result.labels.shape, result.n_tracks > 0
     ((3, 320, 320), True)
     """
-    labels = segment_movie(frames, segmenter=segmenter, progress=progress)
     config = make_config(config, **options)
+    labels = segment_movie(frames, segmenter=segmenter, progress=progress)
+    check_found_objects(labels, segmenter, movie_name(frames, "the movie"))
     return track(labels, config=config, progress=progress)
