@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from cytolens import cli
-from cytolens.core.batch import EXIT_SOME_FAILED, exit_if_failed, run_batch, write_failures
+from cytolens.core.batch import (
+    EXIT_ALL_FAILED,
+    EXIT_SOME_FAILED,
+    exit_if_failed,
+    run_batch,
+    write_failures,
+)
 from cytolens.core.errors import FileFormatError, OutputError
 from cytolens.core.files import (
     atomic_path,
@@ -101,7 +107,10 @@ def test_run_batch_bad_item_fails_alone(tmp_path, capsys):
         exit_if_failed(res, tmp_path)
     assert info.value.code == EXIT_SOME_FAILED
     assert "1 of 3 input(s) failed" in capsys.readouterr().err
-    assert write_failures(tmp_path / "none", []) is None
+    assert write_failures(tmp_path, []) is None and not path.exists()  # stale one removed
+    with pytest.raises(SystemExit) as info:  # nothing could be processed: an error
+        exit_if_failed(run_batch(["bad.tif"], process, progress=False))
+    assert info.value.code == EXIT_ALL_FAILED
     exit_if_failed(run_batch([1], lambda x: x, progress=False))  # nothing failed: returns
     with pytest.raises(FileFormatError):
         run_batch(["bad.tif"], process, progress=False, stop_on_error=True)

@@ -7,6 +7,8 @@
 - :func:`classify_cells`: nuclei + seeded-watershed cell bodies, then one
   prediction per masked cell crop, with the nucleolar call
   ("Nucleoli" / "Not Nucleoli" and a confidence).
+- :func:`no_signal_reason`: why an image has no signal to classify (a black
+  protein channel, no cells); such images get no label.
 - :func:`segment_cells`, :func:`cell_table`, :func:`cell_crops`: the cell steps.
 - :data:`CLASS_NAMES`, :data:`NUCLEOLAR_CLASSES`, :func:`read_labels`: HPA classes and labels.
 - :func:`composite_png`, :func:`channel_panel`: pictures of an HPA sample.
@@ -29,6 +31,7 @@ from cytolens.classify.model import (
     LocalizationResult,
     classify_cells,
     localization,
+    no_signal_reason,
     nucleolar_probability,
 )
 
@@ -46,6 +49,7 @@ __all__ = [
     "classify_cells",
     "composite_png",
     "localization",
+    "no_signal_reason",
     "nucleolar_probability",
     "read_labels",
     "segment_cells",

@@ -6,8 +6,6 @@ results atomically; errors are one line (see :mod:`cytolens.cli`).
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +14,9 @@ import typer
 
 from cytolens.classify.model import DEFAULT_MODEL
 from cytolens.core.errors import InputError
+from cytolens.core.options import at_least, non_negative, positive
 from cytolens.core.progress import progress_bar
+from cytolens.core.summary import strict_json
 
 __all__ = ["app"]
 
@@ -39,6 +39,13 @@ def _cell_boxes(cells: Any, min_confidence: float) -> Any:
     ].reset_index(drop=True)
 
 
+def _stale(out: Path, names: list[str], keep: set[str]) -> None:
+    """Remove an earlier run's tables (``--overwrite``) that this run does not write."""
+    for name in names:
+        if name not in keep:
+            (out / name).unlink(missing_ok=True)
+
+
 @app.command("hpa")
 def hpa_command(
     folder: Annotated[Path, typer.Argument(help="Folder of HPA <id>_red|green|blue|yellow files.")],
@@ -49,77 +56,104 @@ def hpa_command(
         str, typer.Option(help="Nuclei for the cells: classical or model.")
     ] = "classical",
     min_confidence: Annotated[
-        float, typer.Option(help="Keep cell boxes above this nucleolar-call confidence.")
+        float,
+        typer.Option(
+            help="Keep cell boxes above this nucleolar-call confidence (0-1).",
+            callback=at_least(0.0, at_most=1.0),
+        ),
     ] = 0.7,
     panels: Annotated[bool, typer.Option(help="Write the 2x2 channel panel per image.")] = False,
-    limit: Annotated[int | None, typer.Option(help="Only the first N samples.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N samples (N >= 1).", callback=at_least(1))
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier run's results in --out.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Localize the protein in every HPA sample of a folder; per cell too.
 
     Writes ``images.csv`` (one row per image: predicted classes, 28
-    probabilities), ``cells.csv`` (one row per cell: box, classes, the
-    nucleolar call and its confidence), ``boxes.csv`` and ``voc/<id>.xml``
-    (confident cell boxes, Pascal VOC), ``composite/<id>.png``,
-    ``overlays/<id>.png`` (boxes on the composite) and ``report.html``.
+    probabilities, ``signal``: False for an image without signal, which gets
+    no label), ``cells.csv`` (one row per cell: box, classes, the nucleolar
+    call and its confidence), ``boxes.csv`` and ``voc/<id>.xml`` (confident
+    cell boxes, Pascal VOC), ``composite/<id>.png``, ``overlays/<id>.png``
+    (boxes on the composite) and ``report.html``. A sample that cannot be
+    read or classified is listed in ``failures.csv`` and the report; the
+    others are classified, and the command exits with code 1.
     """
     import pandas as pd
     from rich.console import Console
 
+    from cytolens.classify.cells import NUCLEUS_METHODS
     from cytolens.classify.display import channel_panel, composite_png
     from cytolens.classify.model import LocalizationModel, classify_cells, localization
-    from cytolens.core.files import atomic_path
+    from cytolens.core.batch import exit_if_failed, report_failures, run_batch, write_failures
+    from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.detect.annotations import write_boxes_csv, write_voc
     from cytolens.io import hpa_composite, hpa_sample_ids, imwrite, read_hpa
     from cytolens.report import Report, draw_boxes
 
+    if nucleus_method not in NUCLEUS_METHODS:
+        raise InputError(
+            f"--nucleus-method {nucleus_method!r}: expected one of {', '.join(NUCLEUS_METHODS)}"
+        )
     ids = hpa_sample_ids(folder)[:limit]
     if not ids:
         raise InputError(f"{folder}: no HPA sample (<id>_blue.png|tif|jpg) found")
-    if out.resolve() == folder.resolve():
-        raise InputError(f"--out {out} is the input folder; choose another folder")
     m = LocalizationModel.load(model, device=device)
-    out.mkdir(parents=True, exist_ok=True)
-    image_rows: list[dict[str, Any]] = []
-    cell_tables, box_tables = [], []
-    with progress_bar() as bar:
-        task = bar.add_task("classifying", total=len(ids))
-        for sid in ids:
-            img = read_hpa(folder, sid)
-            res = localization(img, model=m)
-            row: dict[str, Any] = {"id": sid, **res.summary()}
-            composite_png(img, out / "composite" / f"{sid}.png")
-            if panels:
-                channel_panel(img, out / "panels" / f"{sid}.png", title=sid)
-            if cells:
-                table, _, _ = classify_cells(img, model=m, nucleus_method=nucleus_method)
-                boxes = _cell_boxes(table, min_confidence)
-                h, w = img.shape[1:]
-                write_voc(boxes, out / "voc" / f"{sid}.xml", filename=f"{sid}.png", width=w,
-                          height=h, depth=3)  # fmt: skip
-                (out / "overlays").mkdir(exist_ok=True)
-                overlay = draw_boxes(hpa_composite(img), boxes)
-                imwrite(out / "overlays" / f"{sid}.png", overlay, axes="YXC")
-                row["cells"] = len(table)
-                row["cells_nucleoli"] = int((table["nucleolar"] == "Nucleoli").sum())
-                cell_tables.append(table.assign(id=sid))
-                box_tables.append(boxes.assign(filename=f"{sid}.png", width=w, height=h))
-            image_rows.append(row)
-            bar.update(task, advance=1, description=f"classifying {sid[:24]}")
-    images = pd.DataFrame(image_rows)
+    model_dir = Path(model)
+    protected = [folder, *([model_dir] if model_dir.is_dir() else [])]
+    prepare_output_dir(out, protected=protected, overwrite=overwrite)
+
+    def classify_one(sid: str) -> tuple[dict[str, Any], Any, Any]:
+        # everything is computed before anything is written: a failing sample leaves no file
+        img = read_hpa(folder, sid)
+        res = localization(img, model=m)
+        row: dict[str, Any] = {"id": sid, **res.summary()}
+        table = boxes = overlay = None
+        if cells:
+            table, _, _ = classify_cells(img, model=m, nucleus_method=nucleus_method)
+            boxes = _cell_boxes(table, min_confidence)
+            overlay = draw_boxes(hpa_composite(img), boxes)
+            row["cells"] = len(table)
+            row["cells_nucleoli"] = int((table["nucleolar"] == "Nucleoli").sum())
+        composite_png(img, out / "composite" / f"{sid}.png")
+        if panels:
+            channel_panel(img, out / "panels" / f"{sid}.png", title=sid)
+        if cells:
+            h, w = img.shape[1:]
+            write_voc(boxes, out / "voc" / f"{sid}.xml", filename=f"{sid}.png", width=w,
+                      height=h, depth=3)  # fmt: skip
+            imwrite(out / "overlays" / f"{sid}.png", overlay, axes="YXC")
+            table = table.assign(id=sid)
+            boxes = boxes.assign(filename=f"{sid}.png", width=w, height=h)
+        return row, table, boxes
+
+    result = run_batch(ids, classify_one, description="classifying", progress=not as_json)
+    image_rows = [r[0] for r in result.results]
+    cell_tables = [r[1] for r in result.results if r[1] is not None]
+    box_tables = [r[2] for r in result.results if r[2] is not None]
+    images = pd.DataFrame(image_rows) if image_rows else pd.DataFrame(columns=["id"])
     with atomic_path(out / "images.csv") as tmp:
         images.to_csv(tmp, index=False)
-    if cells:
+    written = {"images.csv"}
+    if cells and cell_tables:
         per_cell = pd.concat(cell_tables, ignore_index=True)
         per_cell = per_cell[["id", *[c for c in per_cell.columns if c != "id"]]]
         with atomic_path(out / "cells.csv") as tmp:
             per_cell.to_csv(tmp, index=False)
         write_boxes_csv(pd.concat(box_tables, ignore_index=True), out / "boxes.csv")
+        written |= {"cells.csv", "boxes.csv"}
+    if write_failures(out, result.failures) is not None:
+        written.add("failures.csv")
+    _stale(out, ["cells.csv", "boxes.csv", "failures.csv"], written)
 
+    no_signal = [r for r in image_rows if not r["signal"]]
     report = Report("HPA protein localization")
     report.text(
-        f"{len(ids)} sample(s) from {folder} classified with model {m.name} "
+        f"{len(image_rows)} sample(s) from {folder} classified with model {m.name} "
         f"(28 classes, per-class thresholds from the model card). "
         + (
             f"{sum(r['cells'] for r in image_rows)} cells segmented; boxes show cells whose "
@@ -129,15 +163,23 @@ def hpa_command(
         )
         + f" The model was trained on a tiny set (see `cytolens models show {m.name}`)."
     )
-    report.heading("Images")
-    cols = [
-        "id",
-        "labels",
-        "nucleolar_probability",
-        *(["cells", "cells_nucleoli"] if cells else []),
-    ]
-    report.table(images[cols].to_dict("records"))
-    if cells:
+    if no_signal:
+        report.text(
+            f"{len(no_signal)} sample(s) without signal got no label: "
+            + "; ".join(f"{r['id']} ({r['no_signal']})" for r in no_signal)
+            + "."
+        )
+    if image_rows:
+        report.heading("Images")
+        cols = [
+            "id",
+            "labels",
+            "signal",
+            "nucleolar_probability",
+            *(["cells", "cells_nucleoli"] if cells else []),
+        ]
+        report.table(images[cols].to_dict("records"))
+    if cells and image_rows:
         report.heading("Cells (first overlays)")
         shown = {f"{r['id'][:18]}: {r['cells_nucleoli']}/{r['cells']} nucleoli": None
                  for r in image_rows[:REPORT_OVERLAYS]}  # fmt: skip
@@ -146,15 +188,21 @@ def hpa_command(
             report.figure(
                 fig, "Cell boxes on the composite: Nucleoli / Not Nucleoli and confidence."
             )
+    report_failures(report, result.failures)
     report.save(out / "report.html")
     if as_json:
-        typer.echo(json.dumps({"out": str(out), "images": image_rows}, default=str))
+        failures = [f.__dict__ for f in result.failures]
+        typer.echo(strict_json({"out": str(out), "images": image_rows, "failures": failures}))
     else:
         Console().print(
-            f"classified {len(ids)} sample(s); tables {out / 'images.csv'}"
-            + (f", {out / 'cells.csv'}" if cells else "")
-            + f"; report {out / 'report.html'}"
+            f"classified {len(image_rows)} sample(s)"
+            + (f" ({len(no_signal)} without signal, no label)" if no_signal else "")
+            + f"; tables {out / 'images.csv'}"
+            + (f", {out / 'cells.csv'}" if cells and cell_tables else "")
+            + f"; report {out / 'report.html'}",
+            highlight=False,
         )
+    exit_if_failed(result, out)
 
 
 def _overlay_figures(out: Path, ids: list[str], titles: list[str]) -> list[Any]:
@@ -176,36 +224,56 @@ def _overlay_figures(out: Path, ids: list[str], titles: list[str]) -> list[Any]:
 def train_command(
     folder: Annotated[Path, typer.Argument(help="Folder of HPA <id>_red|green|blue|yellow files.")],
     labels: Annotated[Path, typer.Option(help="CSV with columns Id,Target (Kaggle train.csv).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output model folder.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output model folder (written as named; load it by this path)."
+        ),
+    ],
     model: Annotated[
         str, typer.Option(help="Model to fine-tune (name or folder; 'none' from scratch).")
     ] = DEFAULT_MODEL,
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 600,
-    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.", callback=at_least(1))] = 600,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.", callback=at_least(1))] = 32,
     lr: Annotated[
-        float | None, typer.Option(help="Learning rate (default 1e-3 fine-tune, 3e-3 new).")
+        float | None,
+        typer.Option(help="Learning rate (default 1e-3 fine-tune, 3e-3 new).", callback=positive),
     ] = None,
     val_fraction: Annotated[
-        float, typer.Option(help="Images held out (stratified) to tune thresholds and score.")
+        float,
+        typer.Option(
+            help="Images held out (stratified) to tune thresholds and score; between 0 and 1."
+        ),
     ] = 0.15,
     cell_fraction: Annotated[
-        float, typer.Option(help="Share of masked cell-crop examples.")
+        float,
+        typer.Option(
+            help="Share of masked cell-crop examples (0-1).", callback=at_least(0.0, at_most=1.0)
+        ),
     ] = 0.25,
     cache: Annotated[
         bool | None, typer.Option(help="Keep images in memory (default: when <= 2000 images).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
-    threads: Annotated[int, typer.Option(help="CPU threads.")] = 2,
+    workers: Annotated[
+        int, typer.Option(help="DataLoader worker processes.", callback=non_negative)
+    ] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads.", callback=at_least(1))] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the split, sampling and weights.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier model in --out.")] = False,
 ) -> None:
     """Fine-tune (or train) the localization CNN on your own HPA-format folder and labels CSV.
 
     Images are read from disk per example (a torch Dataset), so folders of
     any size work (the 31,000-image competition set included). Thresholds are
-    tuned on the held-out images. Writes a model folder (weights.pt +
-    card.yaml) for ``cytolens classify hpa --model FOLDER``, and
-    ``validation.csv`` (per-class F1 and support) in it.
+    tuned on the held-out images. Writes the model folder ``--out`` exactly
+    as named (weights.pt, card.yaml and ``validation.csv``: per-class F1 and
+    support), for ``cytolens classify hpa --model FOLDER``; the card's name is
+    the folder's name in lowercase with other characters than ``a-z0-9-``
+    replaced by ``-``. Every labelled sample must have its four channel files.
     """
+    if not 0 < val_fraction < 1:
+        raise InputError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+
     import time
 
     from rich.console import Console
@@ -218,37 +286,46 @@ def train_command(
         TrainConfig,
         card_parameters,
         fit_thresholds,
+        model_card_name,
         predict_probabilities,
+        save_model_folder,
         stratified_split,
         train_network,
     )
-    from cytolens.core.files import atomic_path
+    from cytolens.core.files import prepare_output_dir
     from cytolens.evaluate import classification_scores, per_class_f1
-    from cytolens.io import hpa_sample_ids
-    from cytolens.models import ModelCard, save_model
+    from cytolens.io.hpa import hpa_missing_channels
+    from cytolens.models import ModelCard
 
+    base = None if model == "none" else LocalizationModel.load(model, device="cpu")
     table = read_labels(labels)
-    present = set(hpa_sample_ids(folder))
-    missing = [i for i in table["id"] if i not in present]
-    table = table[table["id"].isin(present)].reset_index(drop=True)
-    if len(table) < 4:
-        raise InputError(
-            f"{labels}: only {len(table)} labelled sample(s) have files in {folder} "
-            f"(e.g. missing {missing[:3]}); at least 4 are needed"
-        )
+    if table.empty:
+        raise InputError(f"{labels}: no sample listed (only the header); expected 'Id,Target' rows")
+    missing = hpa_missing_channels(folder, list(table["id"]))
     if missing:
-        typer.echo(f"warning: {len(missing)} labelled id(s) have no files in {folder}", err=True)
-    if not 0 < val_fraction < 1:
-        raise InputError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
-    name = re.sub(r"[^a-z0-9-]+", "-", out.name.lower()).strip("-") or "hpa-custom"
-    target = out.parent / name
-    if (target / "weights.pt").exists() and target.resolve() == Path(str(model)).resolve():
-        raise InputError(f"--out {out} would overwrite the model being fine-tuned")
+        row = int(table.index[table["id"] == next(iter(missing))][0])
+        sid, colours = table["id"][row], missing[table["id"][row]]
+        raise InputError(
+            f"{labels} row {row + 2}: sample {sid!r} has no {'/'.join(colours)} channel file in "
+            f"{folder} (e.g. {folder / f'{sid}_{colours[0]}.png'}); {len(missing)} of "
+            f"{len(table)} labelled sample(s) lack files: keep only the rows of the samples "
+            "you have"
+        )
+    if len(table) < 4:
+        raise InputError(f"{labels}: only {len(table)} labelled sample(s); at least 4 are needed")
     y = targets_to_matrix(table["classes"])
     part = stratified_split(y, [1 - val_fraction, val_fraction], seed=seed)
     ids = list(table["id"])
     tr, va = np.flatnonzero(part == 0), np.flatnonzero(part == 1)
-    base = None if model == "none" else LocalizationModel.load(model, device="cpu")
+    if not len(tr) or not len(va):
+        raise InputError(
+            f"--val-fraction {val_fraction} leaves {len(tr)} training and {len(va)} held-out "
+            f"image(s) of {len(ids)}; both need at least one"
+        )
+    model_dir = Path(model)
+    protected = [folder, labels, *([model_dir] if model_dir.is_dir() else [])]
+    prepare_output_dir(out, protected=protected, overwrite=overwrite)
+    name = model_card_name(out)
     cfg = TrainConfig(
         steps=steps,
         batch_size=batch_size,
@@ -269,6 +346,13 @@ def train_command(
 
     start = time.perf_counter()
     with progress_bar() as bar:
+        if store is not False:  # read every image once now: a bad file stops before training
+            everything = dataset(np.arange(len(ids)))
+            task = bar.add_task("reading images", total=len(ids))
+            for i in range(len(ids)):
+                everything.load(i)
+                bar.advance(task)
+            bar.remove_task(task)
         task = bar.add_task("training", total=cfg.steps)
 
         def show(step: int, loss: float) -> None:
@@ -308,11 +392,12 @@ def train_command(
             "train_s": round(time.perf_counter() - start, 1),
         },
     )
-    folder_out = save_model(net.state_dict(), card, root=out.parent)
-    with atomic_path(folder_out / "validation.csv") as tmp:
-        per_class.to_csv(tmp, index=False)
+    folder_out = save_model_folder(
+        net.state_dict(), card, out, tables={"validation.csv": per_class}
+    )
     Console().print(
         f"trained on {len(tr)} images ({time.perf_counter() - start:.0f} s); held-out "
         f"({len(va)} images) macro F1 {metrics['macro_f1']:.3f}, micro F1 "
-        f"{metrics['micro_f1']:.3f}; model folder {folder_out}"
+        f"{metrics['micro_f1']:.3f}; model folder {folder_out} (model name {name})",
+        highlight=False,
     )

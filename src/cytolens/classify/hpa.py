@@ -117,8 +117,8 @@ def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
     Raises
     ------
     MissingFileError, FileFormatError, InputError
-        When the file is absent, lacks the columns, has duplicate ids or a bad
-        class number (the message names the file and row).
+        When the file is absent or empty, lacks the columns, has an empty or
+        duplicate id or a bad class number (the message names the file and row).
 
     Examples
     --------
@@ -133,16 +133,24 @@ def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise MissingFileError(f"{path}: labels CSV not found")
     try:
         table = pd.read_csv(path, dtype={"Id": str, "Target": str})
+    except pd.errors.EmptyDataError:
+        raise FileFormatError(
+            f"{path}: empty file; expected a CSV with the header 'Id,Target' and one row per sample"
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{path}: cannot be read as CSV ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileFormatError(f"{path}: cannot be read as CSV ({first})") from None
     missing = {"Id", "Target"} - set(table.columns)
     if missing:
         raise FileFormatError(
             f"{path}: missing column(s) {sorted(missing)}; expected 'Id,Target' "
             f"(found {list(table.columns)})"
         )
+    empty = table["Id"].isna() | (table["Id"].astype(str).str.strip() == "")
+    if empty.any():
+        raise InputError(f"{path} row {int(np.flatnonzero(empty)[0]) + 2}: empty Id")
     dup = table["Id"][table["Id"].duplicated()]
     if len(dup):
-        raise InputError(f"{path}: duplicate Id {dup.iloc[0]!r}")
+        raise InputError(f"{path} row {int(dup.index[0]) + 2}: duplicate Id {dup.iloc[0]!r}")
     classes = [parse_targets(t, where=f"{path} row {i + 2}") for i, t in enumerate(table["Target"])]
     return pd.DataFrame({"id": table["Id"].astype(str), "classes": classes})

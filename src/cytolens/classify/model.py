@@ -16,6 +16,14 @@ nucleus, yellow ER):
 4. each class is called present when its probability reaches the class's
    threshold, tuned on out-of-fold predictions and stored in the model card.
 
+An image without signal gets no label (:func:`no_signal_reason`): when its
+green protein channel has nothing above background (its brightest 0.1 % of
+pixels lie less than :data:`PROTEIN_SIGNAL_LEVEL` of the dtype range above
+its median), or when it holds no cells (fewer than
+:data:`CELL_CONTENT_FRACTION` of its pixels have landmark signal above
+:data:`CONTENT_LEVEL`). The network answers something for any input, black
+images included; such answers are not localizations.
+
 Per cell (:func:`classify_cells`): nuclei from the blue channel, cell bodies
 by a seeded watershed (:func:`cytolens.classify.cells.segment_cells`), then
 every cell's masked crop is classified like a small image. The nucleolar
@@ -30,6 +38,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,11 +49,15 @@ from cytolens.classify.hpa import CLASS_NAMES, N_CLASSES, NUCLEOLAR_CLASSES, NUC
 from cytolens.core.errors import InputError, ModelError
 
 __all__ = [
+    "CELL_CONTENT_FRACTION",
     "DEFAULT_MODEL",
+    "NO_SIGNAL",
+    "PROTEIN_SIGNAL_LEVEL",
     "LocalizationModel",
     "LocalizationResult",
     "classify_cells",
     "localization",
+    "no_signal_reason",
     "nucleolar_probability",
 ]
 
@@ -54,6 +67,57 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "hpa-v1"
 #: Landmark signal (red + blue + yellow, each in [0, 1]) above which a pixel counts as "cell".
 CONTENT_LEVEL = 0.05
+#: Protein signal: the green channel's 99.9th percentile minus its median, as a fraction of the
+#: dtype range, below which the image has no protein signal (the 75 HPA samples: 0.14 or more).
+PROTEIN_SIGNAL_LEVEL = 0.01
+#: Fraction of pixels with landmark signal above CONTENT_LEVEL below which an image holds no
+#: cells (the 75 HPA samples: 0.028 or more).
+CELL_CONTENT_FRACTION = 0.001
+#: The ``nucleolar`` call of a cell in an image without signal.
+NO_SIGNAL = "no signal"
+
+
+def no_signal_reason(image_cyx: Any) -> str:
+    """Why an HPA image has no signal to classify; ``""`` when it has.
+
+    Parameters
+    ----------
+    image_cyx : array_like or Image
+        ``(4, Y, X)`` red, green, blue, yellow (see :func:`localization`).
+
+    Returns
+    -------
+    str
+        ``"no protein signal (...)"`` when the green channel's brightest
+        0.1 % of pixels lie less than :data:`PROTEIN_SIGNAL_LEVEL` of the
+        dtype range above its median (a black or constant channel), ``"no
+        cells (...)"`` when fewer than :data:`CELL_CONTENT_FRACTION` of the
+        pixels have a landmark signal (red + blue + yellow) above
+        :data:`CONTENT_LEVEL`; else ``""``.
+
+    Examples
+    --------
+    >>> no_signal_reason(np.zeros((4, 64, 64), np.uint8))  # doctest: +ELLIPSIS
+    'no protein signal (green channel: brightest 0.1 % of pixels 0.000 above the median, ...)'
+    >>> rng = np.random.default_rng(0)
+    >>> no_signal_reason(rng.integers(0, 255, (4, 64, 64), dtype=np.uint8))
+    ''
+    """
+    x = as_cyx_float(image_cyx)
+    green = x[1]
+    spread = float(np.percentile(green, 99.9) - np.median(green))
+    if not spread >= PROTEIN_SIGNAL_LEVEL:
+        return (
+            f"no protein signal (green channel: brightest 0.1 % of pixels {spread:.3f} above "
+            f"the median, less than {PROTEIN_SIGNAL_LEVEL} of the dtype range)"
+        )
+    content = float((x[[0, 2, 3]].sum(0) > CONTENT_LEVEL).mean())
+    if not content >= CELL_CONTENT_FRACTION:
+        return (
+            f"no cells (red + blue + yellow above {CONTENT_LEVEL} in {100 * content:.2f} % of "
+            f"the pixels, less than {100 * CELL_CONTENT_FRACTION} %)"
+        )
+    return ""
 
 
 def _logit(p: Any) -> np.ndarray:
@@ -103,6 +167,13 @@ class LocalizationResult:
         Names of the 28 classes.
     tiles : int
         Tiles the image was classified in.
+    model : str
+        Name of the model.
+    no_signal : str
+        Why the image has no signal (:func:`no_signal_reason`); ``""`` when
+        it has. An image without signal has no predicted class, a NaN
+        nucleolar probability, and NaN probabilities in :meth:`summary`
+        (``probabilities`` keeps the network's raw answer).
     """
 
     probabilities: np.ndarray
@@ -110,12 +181,23 @@ class LocalizationResult:
     class_names: tuple[str, ...] = CLASS_NAMES
     tiles: int = 1
     model: str = DEFAULT_MODEL
+    no_signal: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_signal(self) -> bool:
+        """False when the image has no signal to classify (see ``no_signal``)."""
+        return not self.no_signal
+
+    @property
+    def called(self) -> np.ndarray:
+        """``(28,)`` bool: each class called present (none for an image without signal)."""
+        return (self.probabilities >= self.thresholds) & self.has_signal
 
     @property
     def predicted(self) -> list[int]:
         """Class numbers called present, most probable first."""
-        hit = np.flatnonzero(self.probabilities >= self.thresholds)
+        hit = np.flatnonzero(self.called)
         return [int(i) for i in hit[np.argsort(-self.probabilities[hit], kind="stable")]]
 
     @property
@@ -125,7 +207,9 @@ class LocalizationResult:
 
     @property
     def nucleolar_probability(self) -> float:
-        """Threshold-relative probability of the nucleolar group (module function of that name)."""
+        """Threshold-relative probability of the nucleolar group (NaN without signal)."""
+        if not self.has_signal:
+            return float("nan")
         return float(nucleolar_probability(self.probabilities, self.thresholds))
 
     def table(self) -> pd.DataFrame:
@@ -136,23 +220,32 @@ class LocalizationResult:
                 "name": list(self.class_names),
                 "probability": self.probabilities.astype(float),
                 "threshold": self.thresholds.astype(float),
-                "predicted": self.probabilities >= self.thresholds,
+                "predicted": self.called,
             }
         )
         return df.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
 
     def summary(self) -> dict[str, Any]:
-        """A flat dict: predicted classes and names, nucleolar probability, one column per class."""
+        """A flat dict: predicted classes and names, nucleolar probability, one column per class.
+
+        ``signal`` is False and ``no_signal`` says why for an image without
+        signal; its class probabilities are then NaN (no localization).
+        """
         out: dict[str, Any] = {
             "predicted": " ".join(str(i) for i in self.predicted),
             "labels": "; ".join(self.labels),
+            "signal": self.has_signal,
+            "no_signal": self.no_signal,
             "nucleolar_probability": round(self.nucleolar_probability, 4),
             "tiles": self.tiles,
         }
-        out.update({f"p_{i:02d}": round(float(p), 4) for i, p in enumerate(self.probabilities)})
+        probs = self.probabilities if self.has_signal else np.full_like(self.probabilities, np.nan)
+        out.update({f"p_{i:02d}": round(float(p), 4) for i, p in enumerate(probs)})
         return out
 
     def __repr__(self) -> str:
+        if not self.has_signal:
+            return f"LocalizationResult({self.no_signal})"
         shown = ", ".join(
             f"{self.class_names[i]} {self.probabilities[i]:.2f}" for i in self.predicted
         )
@@ -256,12 +349,17 @@ class LocalizationModel:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(model: str, device: str) -> LocalizationModel:
+def _load_cached(model: str, device: str, stamp: int) -> LocalizationModel:
     return LocalizationModel.load(model, device=device)
 
 
 def _resolve(model: Any, device: str) -> LocalizationModel:
-    return model if isinstance(model, LocalizationModel) else _load_cached(str(model), device)
+    if isinstance(model, LocalizationModel):
+        return model
+    # a model folder retrained in place (--overwrite) must not be served from the cache
+    weights = Path(str(model)) / "weights.pt"
+    stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
+    return _load_cached(str(model), device, stamp)
 
 
 def localization(
@@ -294,6 +392,10 @@ def localization(
         ``probabilities`` and ``thresholds`` (28 each), ``predicted`` class
         numbers and ``labels`` (names), ``table()`` and ``summary()``.
 
+        An image without signal (:func:`no_signal_reason`: no protein
+        signal, or no cells) gets no label: ``no_signal`` says why,
+        ``predicted`` is empty.
+
     Raises
     ------
     InputError
@@ -307,15 +409,20 @@ def localization(
     ((28,), (28,))
     >>> list(res.table().columns)
     ['class', 'name', 'probability', 'threshold', 'predicted']
+    >>> black = localization(np.zeros((4, 128, 128), np.uint8), device="cpu")
+    >>> black.labels, black.has_signal
+    ([], False)
     """
     m = _resolve(model, device)
-    probs, n_tiles = m.predict_image(image_cyx, tile_size=tile_size)
+    x = as_cyx_float(image_cyx)
+    probs, n_tiles = m.predict_image(x, tile_size=tile_size)
     return LocalizationResult(
         probabilities=probs.astype(np.float64),
         thresholds=m.thresholds.copy(),
         class_names=m.class_names,
         tiles=n_tiles,
         model=m.name,
+        no_signal=no_signal_reason(x),
     )
 
 
@@ -350,7 +457,9 @@ def classify_cells(
         ``touches_border``, ``predicted`` (class numbers called present),
         ``labels`` (names), ``nucleolar_probability``, ``nucleolar``
         ("Nucleoli" or "Not Nucleoli"), ``confidence`` (of that label,
-        ``max(p, 1 - p)``), and ``p_00`` ... ``p_27``.
+        ``max(p, 1 - p)``), and ``p_00`` ... ``p_27``. In an image without
+        signal (:func:`no_signal_reason`) no cell gets a class: ``nucleolar``
+        is :data:`NO_SIGNAL`, ``confidence`` 0 and the probabilities NaN.
     nuclei, cells : numpy.ndarray of int32
         The label images (cell ``k`` grows from nucleus ``k``).
 
@@ -360,6 +469,10 @@ def classify_cells(
     >>> img = np.zeros((4, 128, 128), np.float32)
     >>> img[2][(yy - 64) ** 2 + (xx - 64) ** 2 < 14**2] = 0.8
     >>> img[0][(yy - 64) ** 2 + (xx - 64) ** 2 < 40**2] = 0.4
+    >>> table, nuc, cells = classify_cells(img, nucleus_diameter=28, device="cpu")
+    >>> len(table), table.loc[0, "nucleolar"]  # the green protein channel is black
+    (1, 'no signal')
+    >>> img[1][(yy - 64) ** 2 + (xx - 64) ** 2 < 10**2] = 0.6
     >>> table, nuc, cells = classify_cells(img, nucleus_diameter=28, device="cpu")
     >>> len(table), table.loc[0, "nucleolar"] in ("Nucleoli", "Not Nucleoli")
     (1, True)
@@ -375,11 +488,19 @@ def classify_cells(
         raise ModelError("internal error: cell crops and the cell table disagree")
     pred = probs >= m.thresholds[None, :]
     p_nuc = nucleolar_probability(probs, m.thresholds) if len(probs) else np.zeros(0)
+    nucleolar = np.where(p_nuc >= 0.5, NUCLEOLAR_LABELS[0], NUCLEOLAR_LABELS[1])
+    confidence = np.maximum(p_nuc, 1 - p_nuc)
+    if len(probs) and no_signal_reason(x):
+        pred[:] = False
+        probs = np.full_like(probs, np.nan)
+        p_nuc = np.full_like(p_nuc, np.nan)
+        nucleolar = np.full(len(probs), NO_SIGNAL, dtype=object)
+        confidence = np.zeros_like(confidence)
     table["predicted"] = [" ".join(str(c) for c in np.flatnonzero(r)) for r in pred]
     table["labels"] = ["; ".join(m.class_names[c] for c in np.flatnonzero(r)) for r in pred]
     table["nucleolar_probability"] = p_nuc.round(4)
-    table["nucleolar"] = np.where(p_nuc >= 0.5, NUCLEOLAR_LABELS[0], NUCLEOLAR_LABELS[1])
-    table["confidence"] = np.maximum(p_nuc, 1 - p_nuc).round(4)
+    table["nucleolar"] = nucleolar
+    table["confidence"] = confidence.round(4)
     for c in range(N_CLASSES):
         table[f"p_{c:02d}"] = probs[:, c].astype(np.float64).round(4) if len(probs) else np.zeros(0)
     return table, nuclei, cells

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from cytolens.core.errors import CytolensError
 
 __all__ = [
+    "EXIT_ALL_FAILED",
     "EXIT_SOME_FAILED",
     "BatchResult",
     "Failure",
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 #: Exit code of a command that finished but could not process some of its inputs.
 EXIT_SOME_FAILED = 1
+#: Exit code when no input could be processed (as for any other error).
+EXIT_ALL_FAILED = 2
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -124,14 +127,17 @@ def run_batch(
                 if stop_on_error:
                     raise
                 logger.debug("%s failed", label, exc_info=True)
-                logger.warning("%s: failed: %s", label, one_line(exc))
+                logger.info("%s: failed: %s", label, one_line(exc))
                 result.failures.append(Failure(label, type(exc).__name__, one_line(exc)))
             bar.advance(task)
     return result
 
 
 def write_failures(folder: str | Path, failures: Iterable[Failure]) -> Path | None:
-    """Write ``failures.csv`` (item, error, message) in ``folder``; nothing if none failed.
+    """Write ``failures.csv`` (item, error, message) in ``folder``.
+
+    When nothing failed, no file is written and a ``failures.csv`` left by an
+    earlier run in that folder is removed (it would describe another run).
 
     Returns
     -------
@@ -142,9 +148,10 @@ def write_failures(folder: str | Path, failures: Iterable[Failure]) -> Path | No
     from cytolens.core.files import atomic_path
 
     rows = [f.__dict__ for f in failures]
-    if not rows:
-        return None
     path = Path(folder) / "failures.csv"
+    if not rows:
+        path.unlink(missing_ok=True)
+        return None
     with atomic_path(path) as tmp:
         pd.DataFrame(rows, columns=["item", "error", "message"]).to_csv(tmp, index=False)
     return path
@@ -162,10 +169,14 @@ def report_failures(report: Any, failures: Sequence[Failure]) -> None:
     report.table([f.__dict__ for f in failures])
 
 
-def exit_if_failed(result: BatchResult[Any], folder: str | Path | None = None) -> None:
-    """End a command with :data:`EXIT_SOME_FAILED` and one line per failed input, if any failed.
+def exit_if_failed(result: Any, folder: str | Path | None = None) -> None:
+    """End a command with one line per failed input, if any failed.
 
-    Call it last, after the results, the report and any ``--json`` summary are out.
+    The exit code is :data:`EXIT_SOME_FAILED` (1) when some inputs were
+    processed, :data:`EXIT_ALL_FAILED` (2, as for any error) when none was.
+    Call it last, after the results, the report and any ``--json`` summary
+    are out. ``result`` has ``failures`` and ``n_items`` (a
+    :class:`BatchResult` or a pipeline's ``RunResult``).
     """
     import sys
 
@@ -175,4 +186,5 @@ def exit_if_failed(result: BatchResult[Any], folder: str | Path | None = None) -
         print(f"failed: {f.item}: {f.message}", file=sys.stderr)
     where = f"; listed in {Path(folder) / 'failures.csv'}" if folder is not None else ""
     print(f"{len(result.failures)} of {result.n_items} input(s) failed{where}", file=sys.stderr)
-    raise SystemExit(EXIT_SOME_FAILED)
+    all_failed = len(result.failures) == result.n_items
+    raise SystemExit(EXIT_ALL_FAILED if all_failed else EXIT_SOME_FAILED)

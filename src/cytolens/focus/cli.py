@@ -7,7 +7,6 @@ for the main command line to print.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +14,9 @@ import numpy as np
 import typer
 
 from cytolens.core.errors import InputError
-from cytolens.focus.model import DEFAULT_MODEL
+from cytolens.core.options import at_least, non_negative
+from cytolens.core.summary import strict_json
+from cytolens.focus.model import DEFAULT_MODEL, MIN_PATCH_SIZE
 
 __all__ = ["app", "read_plane"]
 
@@ -87,25 +88,51 @@ def _histograms(rows: list[dict[str, Any]], levels: np.ndarray, n_levels: int) -
     return fig
 
 
+def _remove_stale_overlays(out: Path, written: list[Any]) -> None:
+    """Remove overlays of an earlier run (``--overwrite``) that this run did not write."""
+    keep = {Path(w).name for w in written if w}
+    folder = out / "overlays"
+    if folder.is_dir():
+        for png in folder.glob("[0-9][0-9][0-9][0-9]_*.png"):
+            if png.name not in keep:
+                png.unlink()
+
+
 @app.command("rate")
 def rate_cmd(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("focus-out"),
-    patch_size: Annotated[int, typer.Option(help="Patch side in pixels.")] = 84,
+    patch_size: Annotated[
+        int, typer.Option(help="Patch side in pixels.", callback=at_least(MIN_PATCH_SIZE))
+    ] = 84,
     model: Annotated[str, typer.Option(help="Shipped model name.")] = DEFAULT_MODEL,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 256,
+    batch_size: Annotated[
+        int, typer.Option(help="Patches per forward pass.", callback=at_least(1))
+    ] = 256,
     channel: Annotated[
         int | None,
-        typer.Option(help="Channel index to rate in multi-channel images (RGB is averaged)."),
+        typer.Option(
+            help="Channel index (from 0) to rate in multi-channel images (RGB is averaged).",
+            callback=non_negative,
+        ),
     ] = None,
     overlays: Annotated[bool, typer.Option(help="Write an overlay PNG per image.")] = True,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier run's results in --out.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
-    """Rate the focus of every image: CSV (one row per image), overlays and an HTML report."""
+    """Rate the focus of every image: CSV (one row per image), overlays and an HTML report.
+
+    An image that cannot be rated (unreadable, too small, a z-stack, a
+    channel out of range) is listed in ``failures.csv`` and in the report;
+    the others are rated, and the command exits with code 1.
+    """
     import pandas as pd
 
-    from cytolens.core.files import atomic_path
+    from cytolens.core.batch import exit_if_failed, report_failures, run_batch, write_failures
+    from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.core.progress import progress_bar
     from cytolens.focus.model import FocusModel
     from cytolens.focus.overlay import save_overlay
@@ -115,87 +142,89 @@ def rate_cmd(
 
     files = find_images(inputs)
     fm = FocusModel.load(model, device=device)
-    out.mkdir(parents=True, exist_ok=True)
-    inputs_resolved = {f.resolve() for f in files}
-    rows: list[dict[str, Any]] = []
+    prepare_output_dir(out, protected=files, overwrite=overwrite)
     levels: list[np.ndarray] = []
-    with progress_bar() as bar:
+
+    with progress_bar(disable=as_json) as bar:
         task = bar.add_task("rating focus", total=len(files))
         patches = bar.add_task("  patches", total=None)  # within the current image
 
         def patch_progress(done: int, total: int) -> None:
             bar.update(patches, completed=done, total=total)
 
-        for k, path in enumerate(files):
-            plane = read_plane(path, channel)
+        def rate_one(item: tuple[int, Path]) -> dict[str, Any]:
+            k, path = item
             bar.update(task, description=f"rating {path.name}")
-            res = rate_focus(
-                plane,
-                patch_size=patch_size,
-                model=fm,
-                batch_size=batch_size,
-                progress=patch_progress,
-            )
-            row: dict[str, Any] = {"file": str(path), **res.summary()}
-            if overlays:
-                name = Path("overlays") / f"{k:04d}_{path.name.split('.')[0]}.png"
-                if (out / name).resolve() in inputs_resolved:
-                    raise InputError(f"{out / name}: output would overwrite an input")
-                save_overlay(out / name, plane, res, title=f"{path.name}: {res.verdict}")
-                row["overlay"] = str(name)
-            levels.append(res.patches.loc[~res.patches["is_blank"], "level"].to_numpy())
-            rows.append(row)
-            bar.update(task, advance=1)
-    table = pd.DataFrame(rows)
+            try:
+                plane = read_plane(path, channel)
+                res = rate_focus(
+                    plane,
+                    patch_size=patch_size,
+                    model=fm,
+                    batch_size=batch_size,
+                    progress=patch_progress,
+                )
+                row: dict[str, Any] = {"file": str(path), **res.summary()}
+                if overlays:
+                    name = Path("overlays") / f"{k:04d}_{path.name.split('.')[0]}.png"
+                    save_overlay(out / name, plane, res, title=f"{path.name}: {res.verdict}")
+                    row["overlay"] = str(name)
+                levels.append(res.patches.loc[~res.patches["is_blank"], "level"].to_numpy())
+                return row
+            finally:
+                bar.advance(task)
+
+        result = run_batch(
+            list(enumerate(files)), rate_one, name=lambda item: str(item[1]), progress=False
+        )
+    rows = result.results
+    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["file", "verdict"])
+    if "level" in table:
+        table["level"] = table["level"].astype("Int64")  # integers, empty without content
     with atomic_path(out / "focus.csv") as tmp:
         table.to_csv(tmp, index=False)
+    if write_failures(out, result.failures) is None:
+        (out / "failures.csv").unlink(missing_ok=True)  # an earlier run's (--overwrite)
+    _remove_stale_overlays(out, [r.get("overlay") for r in rows])
 
     ranked = sorted(rows, key=lambda r: (np.nan_to_num(r["mean_level"], nan=np.inf), r["file"]))
     report = Report("Focus quality")
     n_in = sum(r["in_focus"] is True for r in rows)
     n_blank = sum(r["in_focus"] is None for r in rows)
+    failed = f" {len(result.failures)} could not be rated." if result.failures else ""
     report.text(
         f"{len(rows)} image(s) rated with model {fm.name} in {patch_size}x{patch_size} patches: "
-        f"{n_in} in focus, {len(rows) - n_in - n_blank} out of focus, {n_blank} without content. "
-        f"Levels 0-{fm.in_focus_max_level} of 0-{fm.n_levels - 1} count as in focus; the "
-        "verdict is in focus when the certainty-weighted level distribution puts more than "
+        f"{n_in} in focus, {len(rows) - n_in - n_blank} out of focus, {n_blank} without content."
+        f"{failed} Levels 0-{fm.in_focus_max_level} of 0-{fm.n_levels - 1} count as in focus; "
+        "the verdict is in focus when the certainty-weighted level distribution puts more than "
         "half its mass there (no user threshold)."
     )
-    report.heading("Images, sharpest first")
-    report.table(
-        [
-            {
-                k: r[k]
-                for k in (
-                    "file",
-                    "verdict",
-                    "mean_level",
-                    "p_in_focus",
-                    "certainty",
-                    "blank_fraction",
+    if rows:
+        report.heading("Images, sharpest first")
+        columns = ("file", "verdict", "mean_level", "p_in_focus", "certainty", "blank_fraction")
+        report.table([{k: r[k] for k in columns} for r in ranked])
+        report.heading("Level histograms")
+        all_levels = np.concatenate(levels) if levels else np.zeros(0)
+        report.figure(_histograms(rows, all_levels, fm.n_levels), "Patch and image levels.")
+        if overlays:
+            report.heading("Gallery, sharpest first")
+            for fig in _gallery(ranked, out):
+                report.figure(
+                    fig,
+                    "Frame colour = level (green in focus, red blurred); "
+                    "frame strength = certainty.",
                 )
-            }
-            for r in ranked
-        ]
-    )
-    report.heading("Level histograms")
-    all_levels = np.concatenate(levels) if levels else np.zeros(0)
-    report.figure(_histograms(rows, all_levels, fm.n_levels), "Patch and image levels.")
-    if overlays:
-        report.heading("Gallery, sharpest first")
-        for fig in _gallery(ranked, out):
-            report.figure(
-                fig,
-                "Frame colour = level (green in focus, red blurred); frame strength = certainty.",
-            )
+    report_failures(report, result.failures)
     report.save(out / "report.html")
     if as_json:
-        typer.echo(json.dumps({"out": str(out), "images": rows}, default=str))
+        failures = [f.__dict__ for f in result.failures]
+        typer.echo(strict_json({"out": str(out), "images": rows, "failures": failures}))
     else:
         typer.echo(
             f"rated {len(rows)} image(s): {n_in} in focus; CSV {out / 'focus.csv'}, "
             f"report {out / 'report.html'}"
         )
+    exit_if_failed(result, out)
 
 
 @app.command("best-plane")
@@ -211,7 +240,9 @@ def best_plane_cmd(
         str | None, typer.Option(help="Override the axes of a stack file, e.g. ZYX.")
     ] = None,
     method: Annotated[str, typer.Option(help="model or a classical measure.")] = "model",
-    patch_size: Annotated[int, typer.Option(help="Patch side in pixels.")] = 84,
+    patch_size: Annotated[
+        int, typer.Option(help="Patch side in pixels.", callback=at_least(MIN_PATCH_SIZE))
+    ] = 84,
     model: Annotated[str, typer.Option(help="Shipped model name.")] = DEFAULT_MODEL,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     out: Annotated[Path | None, typer.Option(help="Write per-plane scores to this CSV.")] = None,
@@ -220,26 +251,34 @@ def best_plane_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
-    """Find the best-focused plane of a z-stack (one file, or one file per plane)."""
+    """Find the best-focused plane of a z-stack (one file, or one file per plane).
+
+    Planes without content (constant, or every patch blank) are never picked;
+    a stack without any plane with content is an error.
+    """
     from rich.console import Console
     from rich.table import Table
 
-    from cytolens.core.files import atomic_path
+    from cytolens.core.files import atomic_path, check_output_file
     from cytolens.focus.model import FocusModel
     from cytolens.focus.overlay import save_plane_scores
-    from cytolens.focus.rate import best_plane
+    from cytolens.focus.rate import best_plane, check_method
     from cytolens.io import find_images, imread, imread_stack
 
     files = find_images(stack)
-    for target in (out, plot):
-        if target is not None and target.resolve() in {f.resolve() for f in files}:
-            raise InputError(f"{target}: output would overwrite an input")
+    for target, option in ((out, "--out"), (plot, "--plot")):
+        if target is not None:
+            check_output_file(target, protected=files, option=option)
+    if out is not None and plot is not None and out.resolve() == plot.resolve():
+        raise InputError(f"--out and --plot name the same file {out}; give two names")
+    check_method(method)
+    if axes is not None and len(files) > 1:
+        raise InputError("--axes applies to a single stack file, not to a series of planes")
+    fm = FocusModel.load(model, device=device) if method == "model" else None
     if len(files) == 1:
         img = imread(files[0], axes=axes)
         name = files[0].name
     else:
-        if axes is not None:
-            raise InputError("--axes applies to a single stack file, not to a series of planes")
         img = imread_stack(files, axis="Z")
         name = f"{files[0].parent.name}/ ({len(files)} planes)"
     keep = "".join(a for a, s in zip(img.axes, img.shape, strict=True) if s != 1 or a in "ZYX")
@@ -250,16 +289,19 @@ def best_plane_cmd(
             f"{name} has axes {img.axes!r} (shape {img.shape}), no Z axis: give a z-stack "
             "file (or --axes, e.g. ZYX), or several plane files"
         )
-    fm = FocusModel.load(model, device=device) if method == "model" else None
     best, scores = best_plane(
-        img, method=method, patch_size=patch_size, model=fm or model, device=device, progress=True
+        img,
+        method=method,
+        patch_size=patch_size,
+        model=fm or model,
+        device=device,
+        progress=not as_json,
+        name=str(files[0]) if len(files) == 1 else str(files[0].parent),
     )
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
             scores.to_csv(tmp, index=False)
     if plot is not None:
-        plot.parent.mkdir(parents=True, exist_ok=True)
         save_plane_scores(
             plot,
             scores,
@@ -274,7 +316,7 @@ def best_plane_cmd(
             "best_file": str(files[best] if len(files) > 1 else files[0]),
             "planes": scores.to_dict("records"),
         }
-        typer.echo(json.dumps(payload, default=str))
+        typer.echo(strict_json(payload))
         return
     console = Console()
     title = f"{name}: best plane z = {best}"

@@ -21,6 +21,7 @@ from cytolens.core.normalize import Normalizer
 
 __all__ = [
     "DEFAULT_MODEL",
+    "MIN_PATCH_SIZE",
     "FocusModel",
     "certainty",
     "expected_level",
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: Name of the shipped focus model in :mod:`cytolens.models`.
 DEFAULT_MODEL = "focus-miq-v1"
+#: Smallest accepted patch side in pixels.
+MIN_PATCH_SIZE = 16
 
 
 def certainty(probabilities: Any) -> np.ndarray:

@@ -24,14 +24,20 @@ from cytolens.core.normalize import sample_percentiles
 from cytolens.core.progress import progress_reporter
 from cytolens.core.tiling import iter_tiles
 from cytolens.core.validate import check_array
-from cytolens.focus.model import DEFAULT_MODEL, FocusModel, certainty, expected_level
+from cytolens.focus.model import (
+    DEFAULT_MODEL,
+    MIN_PATCH_SIZE,
+    FocusModel,
+    certainty,
+    expected_level,
+)
 
-__all__ = ["FocusResult", "best_plane", "rate_focus"]
+__all__ = ["FocusResult", "best_plane", "check_method", "rate_focus"]
 
 logger = logging.getLogger(__name__)
 
 #: Smallest accepted patch side.
-_MIN_PATCH = 16
+_MIN_PATCH = MIN_PATCH_SIZE
 #: Bytes of float32 pixels read at once: whole rows of patches, at least one batch.
 _BAND_BYTES = 64 * 2**20
 
@@ -101,12 +107,16 @@ class FocusResult:
         return float(certainty(self.probabilities))
 
     def summary(self) -> dict[str, Any]:
-        """One flat dict for a table row (CSV, JSON)."""
+        """One flat dict for a table row (CSV, JSON).
+
+        ``level`` is ``None`` and ``mean_level`` / ``p_in_focus`` NaN for an
+        image without content (every patch blank): there is no level to report.
+        """
         row: dict[str, Any] = {
             "verdict": self.verdict,
             "in_focus": self.in_focus,
             "mean_level": round(float(self.mean_level), 4),
-            "level": self.level,
+            "level": None if self.verdict == _VERDICT_BLANK else self.level,
             "p_in_focus": round(float(self.p_in_focus), 4),
             "certainty": round(self.certainty, 4),
             "blank_fraction": round(float(self.blank_fraction), 4),
@@ -278,8 +288,9 @@ def best_plane(
     device: Any = "auto",
     batch_size: int = 256,
     progress: Any = False,
+    name: str = "stack",
 ) -> tuple[int, pd.DataFrame]:
-    """Find the best-focused plane of a z-stack.
+    """Find the best-focused plane of a z-stack; planes without content are never picked.
 
     Parameters
     ----------
@@ -296,15 +307,27 @@ def best_plane(
         As for :func:`rate_focus`.
     progress : bool or callable
         Progress over planes: True for a rich bar, a callable gets ``(done, total)``.
+    name : str
+        How the stack is called in error messages (e.g. its file name).
 
     Returns
     -------
     index : int
-        Index of the best plane along Z.
+        Index of the best plane along Z, among the planes with content.
     scores : pandas.DataFrame
         One row per plane: ``z`` and, for ``method="model"``, ``mean_level``,
         ``p_in_focus``, ``certainty``, ``blank_fraction``, ``verdict``; for a
-        classical method, the measure's value.
+        classical method, the measure's value; then ``has_content``. A plane
+        has no content when its intensity is constant or, for
+        ``method="model"``, when every patch is rated blank (verdict
+        ``"no content"``).
+
+    Raises
+    ------
+    InputError
+        When no plane has content (e.g. an all-zero or constant stack): there
+        is no best plane to report; for an unknown method, a stack that is
+        not 3D or planes smaller than one patch.
 
     Examples
     --------
@@ -315,8 +338,12 @@ def best_plane(
     >>> stack = np.stack([simulate_defocus(sharp, dz) for dz in z])
     >>> best_plane(stack, device="cpu")[0]
     2
+    >>> best_plane(np.zeros((3, 96, 96)), name="empty.tif", method="brenner_gradient")
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.InputError: empty.tif: no plane has content (all 3 planes are blank: ...
     """
-    from cytolens.focus.classical import MEASURES, SHARPNESS_MEASURES
+    from cytolens.focus.classical import MEASURES
 
     if isinstance(stack, Image):
         data, ax = stack.data, stack.axes
@@ -330,10 +357,7 @@ def best_plane(
             "channel / time point first)"
         )
     data = data.transpose(move_axes(ax, "ZYX"))
-    if method != "model" and method not in SHARPNESS_MEASURES:
-        raise InputError(
-            f"unknown method {method!r}; expected 'model' or one of {', '.join(SHARPNESS_MEASURES)}"
-        )
+    check_method(method)
     if method == "model":
         fm = model if isinstance(model, FocusModel) else FocusModel.load(model, device=device)
         _check_patch_size(patch_size, data.shape[1:], "each plane")
@@ -341,6 +365,7 @@ def best_plane(
     with progress_reporter(progress, data.shape[0], "planes") as update:
         for z in range(data.shape[0]):
             plane = np.asarray(data[z])
+            constant = bool(plane.size == 0 or np.ptp(plane) == 0)
             if method == "model":
                 res = rate_focus(plane, patch_size=patch_size, model=fm, batch_size=batch_size)
                 rows.append(
@@ -351,17 +376,62 @@ def best_plane(
                         "certainty": res.certainty,
                         "blank_fraction": res.blank_fraction,
                         "verdict": res.verdict,
+                        "has_content": not constant and res.verdict != _VERDICT_BLANK,
                     }
                 )
             else:
-                rows.append({"z": z, method: MEASURES[method](plane)})
+                value = MEASURES[method](plane)
+                rows.append(
+                    {"z": z, method: value, "has_content": not constant and np.isfinite(value)}
+                )
             update(z + 1)
     scores = pd.DataFrame(rows)
+    content = scores[scores["has_content"]]
+    if content.empty:
+        why = "every patch is rated blank" if method == "model" else "constant intensity"
+        raise InputError(
+            f"{name}: no plane has content (all {len(scores)} planes are blank: {why}); "
+            "there is no best plane to pick; check the file and the channel"
+        )
     if method == "model":
-        ranked = scores.assign(
-            _lvl=scores["mean_level"].fillna(np.inf), _pin=-scores["p_in_focus"].fillna(0)
-        ).sort_values(["_lvl", "_pin"], kind="stable")
-        best = int(ranked["z"].iloc[0])
+        ranked = content.assign(_lvl=content["mean_level"], _pin=-content["p_in_focus"])
+        best = int(ranked.sort_values(["_lvl", "_pin"], kind="stable")["z"].iloc[0])
     else:
-        best = int(scores[method].idxmax())
+        best = int(content.loc[content[method].idxmax(), "z"])
     return best, scores
+
+
+def check_method(method: str) -> str:
+    """Check a best-plane method name: ``"model"`` or a classical sharpness measure.
+
+    Parameters
+    ----------
+    method : str
+        The name to check.
+
+    Returns
+    -------
+    str
+        ``method``, unchanged.
+
+    Raises
+    ------
+    InputError
+        Naming the method and the accepted ones.
+
+    Examples
+    --------
+    >>> check_method("brenner_gradient")
+    'brenner_gradient'
+    >>> check_method("sharpest")
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.InputError: unknown method 'sharpest'; expected 'model' or one of ...
+    """
+    from cytolens.focus.classical import SHARPNESS_MEASURES
+
+    if method != "model" and method not in SHARPNESS_MEASURES:
+        raise InputError(
+            f"unknown method {method!r}; expected 'model' or one of {', '.join(SHARPNESS_MEASURES)}"
+        )
+    return method

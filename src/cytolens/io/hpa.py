@@ -13,7 +13,7 @@ from cytolens.core.errors import FileFormatError, InputError, MissingFileError
 from cytolens.core.image import Image
 from cytolens.io.read import imread
 
-__all__ = ["HPA_CHANNELS", "hpa_composite", "hpa_sample_ids", "read_hpa"]
+__all__ = ["HPA_CHANNELS", "hpa_composite", "hpa_missing_channels", "hpa_sample_ids", "read_hpa"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,56 @@ def hpa_sample_ids(folder: str | os.PathLike[str]) -> list[str]:
             if dot and f".{suffix.lower()}" in _SUFFIXES and stem.endswith("_blue") and stem[:-5]:
                 ids.add(stem[:-5])
     return sorted(ids)
+
+
+def hpa_missing_channels(
+    folder: str | os.PathLike[str], sample_ids: list[str] | tuple[str, ...]
+) -> dict[str, list[str]]:
+    """The channel colours each sample lacks in ``folder``, from one listing of the folder.
+
+    Parameters
+    ----------
+    folder : path-like
+        Folder of ``<id>_<colour>.<png|tif|tiff|jpg>`` files.
+    sample_ids : sequence of str
+        The samples to check.
+
+    Returns
+    -------
+    dict
+        ``{sample_id: [missing colours]}`` for the samples that lack any of
+        red, green, blue, yellow (all four for a sample with no file at all);
+        empty when every sample is complete.
+
+    Raises
+    ------
+    MissingFileError
+        When ``folder`` is not a folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in ("a_red.png", "a_green.png", "a_blue.png", "a_yellow.png", "b_blue.png"):
+    ...     _ = (d / name).write_bytes(b"")
+    >>> hpa_missing_channels(d, ["a", "b", "c"])
+    {'b': ['red', 'green', 'yellow'], 'c': ['red', 'green', 'blue', 'yellow']}
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingFileError(f"{folder}: no such folder (expected HPA <id>_<colour>.png files)")
+    with os.scandir(folder) as entries:
+        names = {entry.name for entry in entries}
+    missing = {}
+    for sid in sample_ids:
+        lacking = [
+            colour
+            for colour in HPA_CHANNELS
+            if not any(f"{sid}_{colour}{suffix}" in names for suffix in _SUFFIXES)
+        ]
+        if lacking:
+            missing[sid] = lacking
+    return missing
 
 
 def _split(path_or_prefix: Path, sample_id: str | None) -> tuple[Path, str]:
