@@ -182,7 +182,7 @@ def test_cli_convert_predict_train(shared_data, tmp_path):
          str(tmp_path / "my_model"), "--steps", "2", "--batch-size", "2", "--threads", "1"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
-    tuned = Detector.load(tmp_path / "my-model", device="cpu")
+    tuned = Detector.load(tmp_path / "my_model", device="cpu")  # the folder as given
     assert tuned.classes == ["RBC", "WBC", "Platelets"]  # known classes keep the base head
     assert set(tuned.card.parameters["score_pivots"]) == set(tuned.classes)
     assert len(tuned.predict(np.asarray(data.blood_smear().data), min_score=0.0)) > 0

@@ -23,8 +23,11 @@ Examples
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
+import math
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -55,10 +58,47 @@ COLUMNS = ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax
 _COORDS = ["xmin", "ymin", "xmax", "ymax"]
 
 
-def _text(node: ET.Element, tag: str, path: Path) -> str:
+#: Largest coordinate or size accepted (no image is this large; a bigger number is a typo).
+_MAX_COORD = 2**31 - 1
+
+
+def _number(value: object, where: str) -> float:
+    """A finite number (text or JSON) within +-2^31, else :class:`FileFormatError` at ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise FileFormatError(f"{where}: {value!r} is not a number")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise FileFormatError(f"{where}: {value!r} is not a number") from None
+    if not math.isfinite(number) or abs(number) > _MAX_COORD:
+        raise FileFormatError(
+            f"{where}: {value!r} is not a finite number between -{_MAX_COORD} and {_MAX_COORD}"
+        )
+    return number
+
+
+def _image_size(value: object, where: str) -> int:
+    """A positive whole number of pixels (image width or height)."""
+    number = _number(value, where)
+    if number < 1 or number != int(number):
+        raise FileFormatError(f"{where}: {value!r} is not an image size (a whole number >= 1)")
+    return int(number)
+
+
+def _check_order(coords: Sequence[float], where: str) -> None:
+    """Refuse an inverted box (``xmin > xmax`` or ``ymin > ymax``); empty boxes pass."""
+    xmin, ymin, xmax, ymax = coords
+    if xmin > xmax or ymin > ymax:
+        raise FileFormatError(
+            f"{where}: inverted box (xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax "
+            f"{ymax:g}); expected xmin <= xmax and ymin <= ymax"
+        )
+
+
+def _text(node: ET.Element, tag: str, where: str) -> str:
     child = node.find(tag)
     if child is None or child.text is None or not child.text.strip():
-        raise FileFormatError(f"{path}: Pascal VOC element <{node.tag}> has no <{tag}>")
+        raise FileFormatError(f"{where}: <{node.tag}> has no <{tag}> (or it is empty)")
     return child.text.strip()
 
 
@@ -73,44 +113,59 @@ def read_voc(path: str | os.PathLike[str]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`COLUMNS`; coordinates rounded to integer pixels. An
-        image without objects gives an empty table.
+        Columns :data:`COLUMNS`; coordinates rounded to integer pixels, every
+        box with ``xmin <= xmax`` and ``ymin <= ymax`` (empty boxes, which
+        real annotations hold, are left to :func:`validate_boxes`). An image
+        without objects gives an empty table.
 
     Raises
     ------
     MissingFileError, FileFormatError
-        Missing file; not XML; no ``<size>`` or a malformed ``<object>``.
+        Missing file; not XML; no ``<size>``, a size that is not a whole
+        number >= 1; an ``<object>`` without ``<name>`` or ``<bndbox>``
+        field, a coordinate that is not a finite number, an inverted box.
+        The message names the file, the object and the field.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.xml"
+    >>> _ = path.write_text("<annotation><size><width>64</width><height>48</height></size>"
+    ...     "<object><name>RBC</name><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>1e300</xmax>"
+    ...     "<ymax>9</ymax></bndbox></object></annotation>")
+    >>> read_voc(path)
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.FileFormatError: ...a.xml: object 1 (RBC) <xmax>: '1e300' is not ...
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: annotation file not found")
     try:
         root = ET.parse(path).getroot()
-    except ET.ParseError as exc:
+    except (ET.ParseError, ValueError, LookupError) as exc:
         raise FileFormatError(f"{path}: not a Pascal VOC XML file ({exc})") from None
     if root.tag != "annotation":
         raise FileFormatError(f"{path}: root element is <{root.tag}>, expected <annotation>")
-    filename = root.findtext("filename", default="").strip() or path.with_suffix(".jpg").name
+    filename = (root.findtext("filename") or "").strip() or path.with_suffix(".jpg").name
     size = root.find("size")
     if size is None:
         raise FileFormatError(f"{path}: no <size> element (image width and height)")
-    try:
-        width, height = (
-            int(float(_text(size, "width", path))),
-            int(float(_text(size, "height", path))),
-        )
-    except ValueError:
-        raise FileFormatError(f"{path}: <size> width/height are not numbers") from None
+    width, height = (
+        _image_size(_text(size, tag, str(path)), f"{path}: <size> <{tag}>")
+        for tag in ("width", "height")
+    )
     rows = []
-    for k, obj in enumerate(root.iter("object")):
+    for k, obj in enumerate(root.iter("object"), start=1):
+        where = f"{path}: object {k}"
+        name = _text(obj, "name", where)
+        where = f"{where} ({name})"
         box = obj.find("bndbox")
         if box is None:
-            raise FileFormatError(f"{path}: object {k} ({obj.findtext('name')}) has no <bndbox>")
-        try:
-            coords = [round(float(_text(box, c, path))) for c in _COORDS]
-        except ValueError:
-            raise FileFormatError(f"{path}: object {k} has a non-numeric coordinate") from None
-        rows.append([filename, width, height, _text(obj, "name", path), *coords])
+            raise FileFormatError(f"{where} has no <bndbox>")
+        coords = [round(_number(_text(box, c, where), f"{where} <{c}>")) for c in _COORDS]
+        _check_order(coords, where)
+        rows.append([filename, width, height, name, *coords])
     return pd.DataFrame(rows, columns=COLUMNS).astype(
         {"width": int, "height": int, **dict.fromkeys(_COORDS, int)}
     )
@@ -172,27 +227,122 @@ def write_voc(
     return Path(path)
 
 
+def _csv_records(path: Path) -> list[tuple[int, list[str]]]:
+    """``(line number, cells)`` of the non-blank records of a CSV file (lines from 1)."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(
+            f"{path}: not a text CSV file (byte {exc.start} is not UTF-8 text)"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records, line = [], 1
+    try:
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                records.append((line, [c.strip() for c in cells]))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise FileFormatError(f"{path}, line {line}: not valid CSV ({exc})") from None
+    return records
+
+
+def _column(values: list[float], texts: list[str]) -> np.ndarray:
+    """Integer column when every value was written as an integer, else float (as pandas reads)."""
+    if all(t.lstrip("+-").isdigit() for t in texts):
+        return np.asarray(values, np.int64)
+    return np.asarray(values, np.float64)
+
+
 def read_boxes_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a box table from CSV (columns :data:`COLUMNS`, optionally ``score``).
+
+    Every row is checked: all the columns present, ``filename`` and ``class``
+    not empty, ``width`` and ``height`` whole numbers >= 1, coordinates (and
+    ``score``) finite numbers, ``xmin <= xmax`` and ``ymin <= ymax``.
+    Blank lines are skipped. Other columns are kept.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.csv`` file (header line first).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`COLUMNS` (and ``score`` and any other column of the
+        file); coordinates are integers when the file writes them so.
 
     Raises
     ------
     MissingFileError, FileFormatError
-        Missing file or missing columns (named).
+        Missing file; empty file; missing columns (named); a bad value,
+        named by its line in the file (the header is line 1) and its column.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "boxes.csv"
+    >>> _ = path.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\\n"
+    ...                     "a.jpg,640,480,RBC,10,20,60\\n")
+    >>> read_boxes_csv(path)
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.FileFormatError: ...boxes.csv, line 2, column 'ymax': no value (the row ...
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: CSV file not found")
-    try:
-        table = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{path}: not a box CSV ({exc})") from None
-    missing = [c for c in COLUMNS if c not in table.columns]
+    records = _csv_records(path)
+    expected = f"expected a header line {','.join(COLUMNS)}[,score]"
+    if not records:
+        raise FileFormatError(f"{path}: empty file; {expected}")
+    header = records[0][1]
+    while header and not header[-1]:  # a trailing comma in the header (spreadsheets)
+        header = header[:-1]
+    missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise FileFormatError(
-            f"{path}: missing column(s) {missing}; expected {','.join(COLUMNS)}[,score]"
-        )
-    return table
+        raise FileFormatError(f"{path}: missing column(s) {missing}; {expected}")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise FileFormatError(f"{path}: column(s) {repeated} appear more than once in the header")
+    numeric = [*_COORDS, *(["score"] if "score" in header else [])]
+    texts: dict[str, list[str]] = {c: [] for c in header}
+    values: dict[str, list[float]] = {c: [] for c in ("width", "height", *numeric)}
+    for line, cells in records[1:]:
+        where = f"{path}, line {line}"
+        if len(cells) < len(header):
+            raise FileFormatError(
+                f"{where}, column '{header[len(cells)]}': no value (the row has {len(cells)} "
+                f"fields, the header {len(header)})"
+            )
+        if len(cells) > len(header) and not any(cells[len(header) :]):
+            cells = cells[: len(header)]  # trailing commas
+        if len(cells) > len(header):
+            raise FileFormatError(
+                f"{where}: {len(cells)} fields, the header has {len(header)} (quote a value "
+                "that holds a comma)"
+            )
+        row = dict(zip(header, cells, strict=True))
+        for c in ("filename", "class"):
+            if not row[c]:
+                raise FileFormatError(f"{where}, column '{c}': empty")
+        for c in ("width", "height"):
+            values[c].append(_image_size(row[c], f"{where}, column '{c}'"))
+        for c in numeric:
+            values[c].append(_number(row[c], f"{where}, column '{c}'"))
+        _check_order([values[c][-1] for c in _COORDS], where)
+        for c in header:
+            texts[c].append(row[c])
+    table = pd.DataFrame({c: texts[c] for c in header})
+    for c in header:
+        if c in values:
+            table[c] = _column(values[c], texts[c]) if c in _COORDS else values[c]
+        elif c not in ("filename", "class") and texts[c]:
+            converted = pd.to_numeric(table[c], errors="coerce")
+            if converted.notna().all():
+                table[c] = converted
+    return table.astype({"width": np.int64, "height": np.int64})
 
 
 def write_boxes_csv(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -206,33 +356,98 @@ def write_boxes_csv(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
+def _coco_list(coco: dict, key: str, path: Path) -> list[dict]:
+    items = coco.get(key)
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise FileFormatError(
+            f"{path}: not COCO detection JSON ('{key}' must be a list of objects)"
+        )
+    return items
+
+
+def _coco_id(item: dict, key: str, where: str) -> int | str:
+    value = item.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise FileFormatError(f"{where}: '{key}' is {value!r}; expected an integer or a string")
+    return value
+
+
+def _coco_name(item: dict, key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise FileFormatError(f"{where}: '{key}' is {value!r}; expected a non-empty string")
+    return value.strip()
+
+
 def read_coco(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read COCO detection JSON (``images``, ``annotations``, ``categories``) into a box table."""
+    """Read COCO detection JSON (``images``, ``annotations``, ``categories``) into a box table.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.json`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`COLUMNS`; ``bbox`` (x, y, width, height) rounded to
+        integer corners.
+
+    Raises
+    ------
+    MissingFileError, FileFormatError
+        Missing file; not JSON; a missing list; an image without a file name
+        or a size >= 1; an annotation that names an unknown image or
+        category, or whose ``bbox`` is not four finite numbers with width
+        and height >= 0. The message names the file and the entry.
+    """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: COCO JSON file not found")
     try:
-        coco = json.loads(path.read_text())
-        images = {im["id"]: im for im in coco["images"]}
-        names = {c["id"]: c["name"] for c in coco["categories"]}
-        rows = []
-        for ann in coco["annotations"]:
-            im = images[ann["image_id"]]
-            x, y, w, h = ann["bbox"]
-            rows.append(
-                [
-                    im["file_name"],
-                    im["width"],
-                    im["height"],
-                    names[ann["category_id"]],
-                    round(x),
-                    round(y),
-                    round(x + w),
-                    round(y + h),
-                ]
-            )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise FileFormatError(f"{path}: not COCO detection JSON ({exc!r})") from None
+        coco = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise FileFormatError(f"{path}: not a JSON file ({exc})") from None
+    if not isinstance(coco, dict):
+        raise FileFormatError(
+            f"{path}: not COCO detection JSON (expected an object with 'images', "
+            "'annotations' and 'categories')"
+        )
+    images: dict[int | str, tuple[str, int, int]] = {}
+    for k, im in enumerate(_coco_list(coco, "images", path)):
+        where = f"{path}: images[{k}]"
+        key = _coco_id(im, "id", where)
+        if key in images:
+            raise FileFormatError(f"{where}: image id {key!r} appears twice")
+        images[key] = (
+            _coco_name(im, "file_name", where),
+            _image_size(im.get("width"), f"{where} 'width'"),
+            _image_size(im.get("height"), f"{where} 'height'"),
+        )
+    names = {}
+    for k, cat in enumerate(_coco_list(coco, "categories", path)):
+        where = f"{path}: categories[{k}]"
+        names[_coco_id(cat, "id", where)] = _coco_name(cat, "name", where)
+    rows = []
+    for k, ann in enumerate(_coco_list(coco, "annotations", path)):
+        where = f"{path}: annotations[{k}]"
+        image_id, category_id = (
+            _coco_id(ann, "image_id", where),
+            _coco_id(ann, "category_id", where),
+        )
+        if image_id not in images:
+            raise FileFormatError(f"{where}: image_id {image_id!r} is not in 'images'")
+        if category_id not in names:
+            raise FileFormatError(f"{where}: category_id {category_id!r} is not in 'categories'")
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise FileFormatError(f"{where}: 'bbox' is {bbox!r}; expected [x, y, width, height]")
+        x, y, w, h = (_number(v, f"{where} 'bbox'") for v in bbox)
+        if w < 0 or h < 0:
+            raise FileFormatError(f"{where}: 'bbox' {bbox!r} has a negative width or height")
+        corners = [round(x), round(y), round(_number(x + w, f"{where} 'bbox'")),
+                   round(_number(y + h, f"{where} 'bbox'"))]  # fmt: skip
+        rows.append([*images[image_id], names[category_id], *corners])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -310,7 +525,8 @@ def validate_boxes(
     Raises
     ------
     InputError
-        Unknown class, or any problem with ``strict=True``.
+        Unknown class, a missing or non-finite coordinate or size, or any
+        problem with ``strict=True``.
 
     Examples
     --------
@@ -331,6 +547,14 @@ def validate_boxes(
                 f"the model knows {list(classes)}"
             )
     table = table.reset_index(drop=True).copy()
+    for c in ["width", "height", *_COORDS]:
+        bad = ~np.isfinite(pd.to_numeric(table[c], errors="coerce").to_numpy(float))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"{source}: {table['filename'].iloc[i]}: box {i + 1} ({table['class'].iloc[i]}) "
+                f"has {c} {table[c].iloc[i]}; expected a finite number"
+            )
     problems: list[str] = []
     keep = np.ones(len(table), bool)
     for i, r in table.iterrows():
@@ -379,6 +603,14 @@ def read_annotations(
     -------
     pandas.DataFrame
         A box table (:data:`COLUMNS`).
+
+    Raises
+    ------
+    MissingFileError, FileFormatError
+        A missing file, folder or annotated image; a file that cannot be
+        read (see :func:`read_voc`, :func:`read_boxes_csv`, :func:`read_coco`).
+    InputError
+        One image given two different sizes.
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     tables = []
@@ -399,6 +631,15 @@ def read_annotations(
         else:
             raise FileFormatError(f"{item}: expected .xml (Pascal VOC), .csv or .json (COCO)")
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
+    sizes = table.drop_duplicates(["filename", "width", "height"])
+    clash = sizes["filename"][sizes["filename"].duplicated()]
+    if len(clash):
+        name = clash.iloc[0]
+        found = sizes.loc[sizes["filename"] == name, ["width", "height"]].to_numpy().tolist()
+        raise InputError(
+            f"{', '.join(map(str, items))}: the image {name} is given different sizes "
+            f"(width, height) {found}; expected one size per image"
+        )
     if images is not None:
         folder = Path(images)
         for name in table["filename"].unique():

@@ -189,7 +189,33 @@ class Detector:
         max_per_tile: int = 300,
         name: str = "image",
     ) -> pd.DataFrame:
-        """Boxes of one image: ``class, xmin, ymin, xmax, ymax, score`` in input pixels."""
+        """Boxes of one image: ``class, xmin, ymin, xmax, ymax, score`` in input pixels.
+
+        Parameters
+        ----------
+        image : array_like or Image
+            ``(Y, X)``, ``(Y, X, C)`` or an ``Image`` (axes YX, YXC or CYX).
+        min_score : float
+            Confidence threshold in [0, 1].
+        iou_threshold : float
+            Non-maximum suppression overlap in [0, 1].
+        tile_size : int
+            Tile side at network scale (>= 32).
+        max_per_tile : int
+            Most peaks decoded per tile (>= 1).
+        name : str
+            How the image is called in messages.
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Raises
+        ------
+        InputError
+            An option out of range; an image of another dimensionality or
+            number of channels than the model takes, or with NaN/inf values.
+        """
         import torch
 
         from cytolens.core.tiling import iter_tiles
@@ -197,6 +223,12 @@ class Detector:
 
         if not 0 <= min_score <= 1:
             raise InputError(f"min_score must be in [0, 1], got {min_score!r}")
+        if not 0 <= iou_threshold <= 1:
+            raise InputError(f"iou_threshold must be in [0, 1], got {iou_threshold!r}")
+        if int(tile_size) != tile_size or tile_size < 32:
+            raise InputError(f"tile_size must be a whole number >= 32, got {tile_size!r}")
+        if int(max_per_tile) != max_per_tile or max_per_tile < 1:
+            raise InputError(f"max_per_tile must be a whole number >= 1, got {max_per_tile!r}")
         x = prepare_image(image, channels=self.in_channels, name=name)
         height, width = x.shape[1:]
         x = _rescale(x, self.scale)
@@ -224,14 +256,20 @@ class Detector:
         boxes = (boxes[keep] / self.scale).numpy()
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+        boxes = boxes.round(1)
+        # a box under one pixel wide or high (a barely trained network, or a box clipped
+        # away at the border) is no object; NaN sizes fail the test too
+        real = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+        if not real.all():
+            logger.debug("%s: %d box(es) under 1 pixel dropped", name, int((~real).sum()))
         table = pd.DataFrame(
             {
-                "class": [self.classes[i] for i in labels[keep].tolist()],
-                "xmin": boxes[:, 0].round(1),
-                "ymin": boxes[:, 1].round(1),
-                "xmax": boxes[:, 2].round(1),
-                "ymax": boxes[:, 3].round(1),
-                "score": scores[keep].numpy().round(4),
+                "class": [self.classes[i] for i in labels[keep].numpy()[real].tolist()],
+                "xmin": boxes[real, 0],
+                "ymin": boxes[real, 1],
+                "xmax": boxes[real, 2],
+                "ymax": boxes[real, 3],
+                "score": scores[keep].numpy()[real].round(4),
             }
         )
         return table.sort_values("score", ascending=False, ignore_index=True)

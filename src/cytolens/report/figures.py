@@ -104,7 +104,8 @@ def draw_boxes(image: Any, boxes: Any, *, label: bool = True) -> np.ndarray:
     for _, row in boxes.iterrows():
         color = BOX_COLORS[classes.index(row["class"]) % len(BOX_COLORS)]
         x0, y0 = float(row["xmin"]), float(row["ymin"])
-        x1, y1 = float(row["xmax"]) - 1, float(row["ymax"]) - 1
+        # the last pixel inside the box; a box under 1 px is drawn as one pixel
+        x1, y1 = max(x0, float(row["xmax"]) - 1), max(y0, float(row["ymax"]) - 1)
         draw.rectangle([x0, y0, x1, y1], outline=color, width=width)
         if label:
             text = str(row["class"]) + (f" {row['score']:.2f}" if "score" in row else "")
