@@ -286,16 +286,14 @@ def train_command(
         TrainConfig,
         card_parameters,
         fit_thresholds,
-        model_card_name,
         predict_probabilities,
-        save_model_folder,
         stratified_split,
         train_network,
     )
     from cytolens.core.files import prepare_output_dir
     from cytolens.evaluate import classification_scores, per_class_f1
     from cytolens.io.hpa import hpa_missing_channels
-    from cytolens.models import ModelCard
+    from cytolens.models import ModelCard, card_name_for, save_model
 
     base = None if model == "none" else LocalizationModel.load(model, device="cpu")
     table = read_labels(labels)
@@ -325,7 +323,7 @@ def train_command(
     model_dir = Path(model)
     protected = [folder, labels, *([model_dir] if model_dir.is_dir() else [])]
     prepare_output_dir(out, protected=protected, overwrite=overwrite)
-    name = model_card_name(out)
+    name = card_name_for(out, default="hpa-custom")
     cfg = TrainConfig(
         steps=steps,
         batch_size=batch_size,
@@ -392,8 +390,8 @@ def train_command(
             "train_s": round(time.perf_counter() - start, 1),
         },
     )
-    folder_out = save_model_folder(
-        net.state_dict(), card, out, tables={"validation.csv": per_class}
+    folder_out = save_model(
+        net.state_dict(), card, folder=out, tables={"validation.csv": per_class}
     )
     Console().print(
         f"trained on {len(tr)} images ({time.perf_counter() - start:.0f} s); held-out "

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,10 +43,8 @@ __all__ = [
     "TrainConfig",
     "card_parameters",
     "fit_thresholds",
-    "model_card_name",
     "predict_probabilities",
     "sample_weights",
-    "save_model_folder",
     "score_predictions",
     "stratified_split",
     "train_network",
@@ -568,75 +565,3 @@ def score_predictions(
     scores["nucleolar_f1"] = float(per_class_f1(truth[:, None], called[:, None])["f1"].iloc[0])
     scores["nucleolar_support"] = int(truth.sum())
     return scores
-
-
-def model_card_name(folder: str | os.PathLike[str], default: str = "hpa-custom") -> str:
-    """The model-card name of a model folder: its name in lowercase, ``[^a-z0-9-]`` as ``-``.
-
-    The folder keeps the name the user gave (load it by its path); only the
-    card's ``name`` (pattern ``[a-z0-9][a-z0-9-]*``) is derived from it.
-
-    Examples
-    --------
-    >>> model_card_name("o/dt_good"), model_card_name("My HPA.v2/"), model_card_name("__")
-    ('dt-good', 'my-hpa-v2', 'hpa-custom')
-    """
-    base = Path(os.path.abspath(folder)).name.lower()
-    return re.sub(r"[^a-z0-9-]+", "-", base).strip("-") or default
-
-
-def save_model_folder(
-    state_dict: dict[str, Any],
-    card: Any,
-    folder: str | os.PathLike[str],
-    *,
-    tables: dict[str, Any] | None = None,
-) -> Path:
-    """Write a model folder exactly at ``folder``, whole and atomically.
-
-    :func:`cytolens.models.save_model` writes ``<root>/<card.name>``; here the
-    weights, the card and the ``tables`` are written into a temporary sibling
-    of ``folder`` which then replaces ``folder`` (an empty folder made by
-    :func:`~cytolens.core.files.prepare_output_dir`, or an earlier model given
-    ``--overwrite``), so the folder keeps the name the user gave, and an
-    interrupted run leaves the earlier content untouched.
-
-    Parameters
-    ----------
-    state_dict : dict
-        The network's weights.
-    card : cytolens.models.ModelCard
-        Its card (sha256 and torch version are filled in by ``save_model``).
-    folder : path-like
-        The model folder.
-    tables : dict, optional
-        ``{file name: pandas.DataFrame}`` written as CSV beside the weights.
-
-    Returns
-    -------
-    pathlib.Path
-        ``folder``.
-
-    Examples
-    --------
-    >>> import tempfile, torch
-    >>> from cytolens.models import ModelCard, load_card
-    >>> card = ModelCard(name="my-model", version="1.0.0", task="demo", architecture="Linear",
-    ...                  input_axes="YX", training_data=["none"], training_command="-")
-    >>> out = Path(tempfile.mkdtemp()) / "My_Model"
-    >>> sorted(p.name for p in save_model_folder(torch.nn.Linear(2, 1).state_dict(), card,
-    ...                                          out).iterdir())
-    ['card.yaml', 'weights.pt']
-    """
-    from cytolens.core.files import atomic_path
-    from cytolens.models import save_model
-
-    folder = Path(folder)
-    with atomic_path(folder, replace_folder=True) as tmp:
-        made = save_model(state_dict, card, root=tmp)  # tmp/<card.name>/
-        for path in made.iterdir():
-            os.replace(path, tmp / path.name)
-        made.rmdir()
-        for name, table in (tables or {}).items():
-            table.to_csv(tmp / name, index=False)
-    return folder

@@ -204,15 +204,13 @@ def train_command(
     from cytolens.detect.train import (
         NORMALIZATION,
         TrainConfig,
-        card_name,
         card_parameters,
         fit_score_pivots,
         load_examples,
-        save_detector,
         train_detector,
     )
     from cytolens.io import imread
-    from cytolens.models import ModelCard
+    from cytolens.models import ModelCard, card_name_for, save_model
 
     # the base model and the annotations first: a wrong model or file fails before any output
     base = None if model in (None, "none") else Detector.load(model, device="cpu")
@@ -254,7 +252,7 @@ def train_command(
                 progress=show,
             )
         card = ModelCard(
-            name=card_name(out),
+            name=card_name_for(out, default="detector"),
             version="1.0.0",
             task="object detection",
             architecture="CenterNet (cytolens.detect.network)",
@@ -280,7 +278,7 @@ def train_command(
             preds.append(pred.assign(filename=filename))
         pivots = fit_score_pivots(pd.concat(preds, ignore_index=True), table, classes)
         card = card.model_copy(update={"parameters": {**card.parameters, "score_pivots": pivots}})
-        folder = save_detector(net.state_dict(), card, out)
+        folder = save_model(net.state_dict(), card, folder=out)
     _load_cached.cache_clear()  # a folder loaded earlier may have been overwritten
     typer.echo(f"trained on {len(examples)} image(s), classes {classes}; model in {folder}")
 

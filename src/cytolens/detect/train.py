@@ -16,10 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,11 +31,9 @@ from cytolens.detect.annotations import validate_boxes
 __all__ = [
     "NORMALIZATION",
     "TrainConfig",
-    "card_name",
     "card_parameters",
     "fit_score_pivots",
     "load_examples",
-    "save_detector",
     "train_detector",
 ]
 
@@ -344,54 +339,3 @@ def fit_score_pivots(
         best = int(np.argmax(f1))
         out[str(cls)] = round(float(np.clip(pred["score"].iloc[best], 0.05, 0.95)), 4)
     return out
-
-
-def card_name(folder: str | os.PathLike[str], default: str = "detector") -> str:
-    """The model-card name of a model folder: its name, lowercase, other characters as ``-``.
-
-    The folder keeps the name the user gave; only the card's ``name`` field
-    (pattern ``[a-z0-9][a-z0-9-]*``) is derived from it.
-
-    Examples
-    --------
-    >>> card_name("o/dt_good"), card_name("My Model.v2/"), card_name("__")
-    ('dt-good', 'my-model-v2', 'detector')
-    """
-    name = Path(os.path.abspath(folder)).name
-    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or default
-
-
-def save_detector(state_dict: dict[str, Any], card: Any, folder: str | os.PathLike[str]) -> Path:
-    """Write ``weights.pt`` and ``card.yaml`` into exactly ``folder`` (which must exist).
-
-    :func:`cytolens.models.save_model` writes ``<root>/<card.name>``; here it
-    writes into a temporary folder inside ``folder`` whose files are then
-    moved into place (weights first), so the folder the user named is the
-    model folder whatever its name, and nothing half-written stays under the
-    final names. Load it with ``Detector.load(folder)``.
-
-    Parameters
-    ----------
-    state_dict : dict
-        The network's weights.
-    card : cytolens.models.ModelCard
-        Its card (sha256 and torch version are filled in).
-    folder : path-like
-        The model folder (see :func:`cytolens.core.files.prepare_output_dir`).
-
-    Returns
-    -------
-    pathlib.Path
-        ``folder``.
-    """
-    from cytolens.models import CARD_FILE, WEIGHTS_FILE, save_model
-
-    folder = Path(folder)
-    staging = folder / f".{card.name}.{uuid.uuid4().hex[:8]}.tmp"  # an atomic_path temp name
-    try:
-        made = save_model(state_dict, card, root=staging)
-        for name in (WEIGHTS_FILE, CARD_FILE):
-            os.replace(made / name, folder / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder

@@ -34,6 +34,7 @@ __all__ = [
     "ModelCard",
     "build_network",
     "card_capability",
+    "card_name_for",
     "list_models",
     "load_card",
     "load_model",
@@ -264,17 +265,26 @@ def load_model(
     return net, load_card(name, root=root)
 
 
-def save_model(
-    state_dict: dict[str, Any],
-    card: ModelCard,
-    *,
-    root: str | os.PathLike[str] | None = None,
-) -> Path:
-    """Write ``weights.pt`` and ``card.yaml`` (with sha256 and torch version) atomically."""
+def card_name_for(folder: str | os.PathLike[str], default: str = "model") -> str:
+    """A model-card name for a model folder: its name in lowercase, ``[^a-z0-9-]`` as ``-``.
+
+    The folder keeps the name the user gave (load the model by its path);
+    only the card's ``name`` (pattern ``[a-z0-9][a-z0-9-]*``) is derived.
+
+    Examples
+    --------
+    >>> card_name_for("o/dt_good"), card_name_for("My Model.v2/"), card_name_for("__")
+    ('dt-good', 'my-model-v2', 'model')
+    """
+    import re
+
+    base = Path(os.path.abspath(folder)).name.lower()
+    return re.sub(r"[^a-z0-9-]+", "-", base).strip("-") or default
+
+
+def _write_model(state_dict: dict[str, Any], card: ModelCard, folder: Path) -> None:
     import torch
 
-    folder = _root(root) / card.name
-    folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS_FILE
     with atomic_path(weights) as tmp:
         torch.save(state_dict, tmp)
@@ -283,4 +293,61 @@ def save_model(
     )
     with atomic_path(folder / CARD_FILE) as tmp:
         tmp.write_text(yaml.safe_dump(card.model_dump(mode="json"), sort_keys=False))
-    return folder
+
+
+def save_model(
+    state_dict: dict[str, Any],
+    card: ModelCard,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    folder: str | os.PathLike[str] | None = None,
+    tables: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``weights.pt`` and ``card.yaml`` (with sha256 and torch version) atomically.
+
+    Parameters
+    ----------
+    state_dict : dict
+        The network's weights.
+    card : ModelCard
+        Its card (``sha256`` and ``torch_version`` are filled in).
+    root : path-like, optional
+        Write ``<root>/<card.name>/`` (default root: the package's weights).
+    folder : path-like, optional
+        Write exactly this folder instead, whatever its name (a user's
+        ``--out``, checked by :func:`~cytolens.core.files.prepare_output_dir`):
+        built under a temporary name and renamed, so an interrupted run
+        leaves an earlier model there untouched.
+    tables : dict, optional
+        ``{file name: pandas.DataFrame}`` written as CSV beside the weights.
+
+    Returns
+    -------
+    pathlib.Path
+        The model folder (load it with ``load_model(path)``).
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> card = ModelCard(name="my-model", version="1.0.0", task="demo", architecture="Linear",
+    ...                  input_axes="YX", training_data=["none"], training_command="-")
+    >>> out = Path(tempfile.mkdtemp()) / "My_Model"
+    >>> sorted(p.name for p in save_model(torch.nn.Linear(2, 1).state_dict(), card,
+    ...                                   folder=out).iterdir())
+    ['card.yaml', 'weights.pt']
+    """
+    if folder is None:
+        target = _root(root) / card.name
+        target.mkdir(parents=True, exist_ok=True)
+        _write_model(state_dict, card, target)
+        for name, table in (tables or {}).items():
+            with atomic_path(target / name) as tmp:
+                table.to_csv(tmp, index=False)
+        return target
+    target = Path(folder)
+    with atomic_path(target, replace_folder=True) as tmp:
+        tmp.mkdir()
+        _write_model(state_dict, card, tmp)
+        for name, table in (tables or {}).items():
+            table.to_csv(tmp / name, index=False)
+    return target
