@@ -15,9 +15,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -26,12 +29,15 @@ from typing import Any
 
 from cytolens.core.errors import OutputError
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "atomic_path",
     "check_output_file",
     "pin_json",
     "prepare_output_dir",
     "remove_stale_temps",
+    "settle_zarr_io",
 ]
 
 #: Names of the temporaries made by :func:`atomic_path`: ``.<stem>.<8 hex>.tmp<suffixes>``.
@@ -47,9 +53,52 @@ def _temp_sibling(path: Path) -> Path:
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
+        settle_zarr_io()  # an interrupted Zarr write would recreate the folder
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+async def _other_tasks_done() -> bool:
+    """Wait for every other task of the running loop; True when there were none."""
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me]
+    if others:
+        await asyncio.wait(others)
+    return not others
+
+
+def settle_zarr_io(timeout: float = 30.0) -> None:
+    """Wait until Zarr's background I/O thread has finished every write in flight.
+
+    Zarr (v3) runs its reads and writes as coroutines on its own event-loop
+    thread; when the calling thread is interrupted (Ctrl-C, SIGTERM) while it
+    waits for one, the coroutine goes on writing chunks. Removing a
+    temporary store before they end lets them recreate it, which left
+    hidden partial ``.tmp.ome.zarr`` folders behind. Call this after an
+    interruption, before removing the temporary.
+
+    Parameters
+    ----------
+    timeout : float
+        Longest wait, in seconds.
+    """
+    if "zarr.core.sync" not in sys.modules:  # Zarr never ran here: nothing in flight
+        return
+    try:
+        from zarr.core import sync as zarr_sync
+
+        loop = zarr_sync.loop[0]
+    except (ImportError, AttributeError, IndexError):  # another Zarr: nothing known to wait for
+        return
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+    try:
+        for _ in range(100):  # the tasks may start others (a write gathers its chunks)
+            if asyncio.run_coroutine_threadsafe(_other_tasks_done(), loop).result(timeout):
+                return
+    except Exception as exc:  # a timeout or a closed loop: remove anyway
+        logger.debug("could not wait for Zarr's I/O to finish: %s", exc)
 
 
 @contextmanager

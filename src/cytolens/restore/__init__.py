@@ -4,13 +4,15 @@
   projector of Guo et al. (2020) or the classic one, 2D/3D, CPU/GPU, chunked
   for images larger than memory.
 - :func:`back_projector`: the Wiener-Butterworth (or classic) back projector.
+- :class:`NoSignalError`: what :func:`deconvolve` raises for an image with
+  nothing above its background (instead of returning zeros).
 - PSFs: :func:`load_psf` (measured bead), :func:`theoretical_psf`
   (widefield / confocal / light-sheet), :func:`gaussian_psf`, :func:`fwhm`.
 
 Importing this package does not import torch; it is loaded on first use.
 """
 
-from cytolens.restore.deconvolution import DEFAULT_ITERATIONS, METHODS, deconvolve
+from cytolens.restore.deconvolution import DEFAULT_ITERATIONS, METHODS, NoSignalError, deconvolve
 from cytolens.restore.psf import fwhm, gaussian_psf, load_psf, theoretical_psf
 from cytolens.restore.wiener_butterworth import BackProjector, back_projector
 
@@ -18,6 +20,7 @@ __all__ = [
     "DEFAULT_ITERATIONS",
     "METHODS",
     "BackProjector",
+    "NoSignalError",
     "back_projector",
     "deconvolve",
     "fwhm",

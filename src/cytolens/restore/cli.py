@@ -3,21 +3,32 @@
 The command only parses arguments, reads files with :mod:`cytolens.io`, calls
 :func:`cytolens.restore.deconvolve` and writes the result, plus a before/after
 PNG of maximum projections next to it.
+
+Everything that can be checked without the pixels is checked first: option
+values (one line naming the option), the output (never an input, the PSF or
+a folder; see :func:`cytolens.core.files.check_output_file`). With
+``--chunk-shape`` (or an image too large to read whole) memory stays bounded
+from reading to writing: chunks go to a scratch store on disk, the output is
+written from it and the PNG from small previews (see
+:mod:`cytolens.restore.chunked_files`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 
-from cytolens.core.errors import InputError, MissingFileError
+from cytolens.core.errors import InputError, MissingFileError, OutputError
+from cytolens.core.options import at_least, finite, non_negative, parse_floats, positive
+from cytolens.core.summary import strict_json
+from cytolens.core.validate import is_dask
 
 app = typer.Typer(
     help="Restore images: fast deconvolution (Richardson-Lucy, Wiener-Butterworth).",
@@ -32,17 +43,6 @@ def _group() -> None:
 
 
 _OUT_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".ome.zarr", ".zarr")
-
-
-def _floats(text: str | None, name: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise InputError(
-            f"{name} {text!r} must be numbers separated by commas, e.g. 0.3,0.1,0.1"
-        ) from None
 
 
 def _spatial(image: Any) -> Any:
@@ -67,7 +67,8 @@ def _voxel_size(image: Any, given: tuple[float, ...] | None) -> tuple[float, ...
             given = given * ndim
         if len(given) != ndim:
             raise InputError(
-                f"--voxel-size {given} must give {ndim} values ({', '.join(image.axes)}) or one"
+                f"--voxel-size {','.join(f'{v:g}' for v in given)} must give {ndim} values "
+                f"({', '.join(image.axes)}) or one, for {image.path}"
             )
         return given
     sizes = image.pixel_size_um
@@ -94,6 +95,62 @@ def _theoretical_shape(
     )
 
 
+@contextmanager
+def _named(image: Path, background: float) -> Iterator[None]:
+    """Re-raise the API's errors naming the input file and the options at fault."""
+    from cytolens.restore.deconvolution import NoSignalError
+
+    try:
+        yield
+    except NoSignalError as exc:
+        if exc.background:
+            raise InputError(
+                f"--background {exc.background:g} is at or above the maximum of {image} "
+                f"({exc.maximum:g}): nothing positive is left to deconvolve; give the camera "
+                f"offset, below {exc.maximum:g}"
+            ) from None
+        raise InputError(
+            f"{image} has no positive signal to deconvolve: its maximum is {exc.maximum:g} "
+            f"(--background {exc.background:g}); Richardson-Lucy needs non-negative data"
+        ) from None
+    except OutputError:
+        raise
+    except InputError as exc:
+        raise InputError(f"{image}: {exc}") from None
+
+
+def _check_out(out: Path, protected: tuple[Path | None, ...]) -> Path:
+    """``check_output_file``, except that an earlier OME-Zarr result may be replaced."""
+    from cytolens.core.files import check_output_file, remove_stale_temps
+
+    is_store = out.is_dir() and any((out / m).is_file() for m in ("zarr.json", ".zgroup"))
+    if not (is_store and out.name.lower().endswith(".zarr")):
+        return check_output_file(out, protected=protected)
+    for p in protected:
+        if p is not None and Path(p).resolve() == out.resolve():
+            raise OutputError(f"--out {out}: would overwrite the input {p}; choose another name")
+    remove_stale_temps(out.parent, out.name)
+    return out
+
+
+def _chunk_shape(text: str | None, ndim: int) -> tuple[int, ...] | None:
+    values = parse_floats(text, "--chunk-shape", count=(1, ndim))
+    if values is None:
+        return None
+    if not all(v == int(v) for v in values):
+        raise InputError(f"--chunk-shape {text!r}: expected whole numbers of pixels")
+    return tuple(int(v) for v in values) * (ndim if len(values) == 1 else 1)
+
+
+def _beta(text: str) -> float | str:
+    if text == "auto":
+        return text
+    (value,) = parse_floats(text, "--beta", count=(1,))
+    if not value < 1:
+        raise InputError(f"--beta {text!r}: must be 'auto' or a number between 0 and 1")
+    return value
+
+
 @app.command()
 def deconvolve(
     image: Annotated[
@@ -104,14 +161,22 @@ def deconvolve(
         Path | None, typer.Option("--psf", help="Measured PSF (bead image); background removed.")
     ] = None,
     na: Annotated[
-        float | None, typer.Option("--na", help="Numerical aperture (theoretical PSF).")
+        float | None,
+        typer.Option("--na", help="Numerical aperture (theoretical PSF).", callback=positive),
     ] = None,
     wavelength: Annotated[
         float | None,
-        typer.Option("--wavelength", help="Emission wavelength, um (theoretical PSF)."),
+        typer.Option(
+            "--wavelength", help="Emission wavelength, um (theoretical PSF).", callback=positive
+        ),
     ] = None,
     refractive_index: Annotated[
-        float, typer.Option("--refractive-index", help="Immersion index: 1.33 water, 1.515 oil.")
+        float,
+        typer.Option(
+            "--refractive-index",
+            help="Immersion index: 1.33 water, 1.515 oil.",
+            callback=positive,
+        ),
     ] = 1.33,
     voxel_size: Annotated[
         str | None,
@@ -121,31 +186,48 @@ def deconvolve(
         str, typer.Option("--psf-kind", help="widefield, confocal or lightsheet.")
     ] = "widefield",
     excitation_wavelength: Annotated[
-        float | None, typer.Option("--excitation-wavelength", help="Confocal excitation, um.")
+        float | None,
+        typer.Option("--excitation-wavelength", help="Confocal excitation, um.", callback=positive),
     ] = None,
     sheet_fwhm: Annotated[
-        float | None, typer.Option("--sheet-fwhm", help="Light-sheet thickness (FWHM), um.")
+        float | None,
+        typer.Option("--sheet-fwhm", help="Light-sheet thickness (FWHM), um.", callback=positive),
     ] = None,
     method: Annotated[
         str, typer.Option("--method", help="wiener-butterworth or richardson-lucy.")
     ] = "wiener-butterworth",
     iterations: Annotated[
-        int | None, typer.Option("--iterations", "-n", help="Iterations (default 2 WB, 30 RL).")
+        int | None,
+        typer.Option(
+            "--iterations", "-n", help="Iterations (default 2 WB, 30 RL).", callback=at_least(1)
+        ),
     ] = None,
-    alpha: Annotated[float, typer.Option("--alpha", help="Wiener parameter (WB).")] = 0.05,
+    alpha: Annotated[
+        float, typer.Option("--alpha", help="Wiener parameter (WB).", callback=positive)
+    ] = 0.05,
     beta: Annotated[
         str, typer.Option("--beta", help="Cutoff gain (WB), 'auto' = OTF gain at resolution limit.")
     ] = "auto",
-    order: Annotated[int, typer.Option("--order", help="Butterworth order (WB).")] = 10,
+    order: Annotated[
+        int, typer.Option("--order", help="Butterworth order (WB).", callback=at_least(1))
+    ] = 10,
     acceleration: Annotated[
         str | None, typer.Option("--acceleration", help="biggs-andrews (RL).")
     ] = None,
-    tv: Annotated[float, typer.Option("--tv", help="Total-variation weight, e.g. 0.002.")] = 0.0,
+    tv: Annotated[
+        float,
+        typer.Option("--tv", help="Total-variation weight, e.g. 0.002.", callback=non_negative),
+    ] = 0.0,
     background: Annotated[
-        float, typer.Option("--background", help="Camera offset to subtract first.")
+        float,
+        typer.Option("--background", help="Camera offset to subtract first.", callback=finite),
     ] = 0.0,
     chunk_shape: Annotated[
-        str | None, typer.Option("--chunk-shape", help="Deconvolve in chunks, e.g. 64,512,512.")
+        str | None,
+        typer.Option(
+            "--chunk-shape",
+            help="Deconvolve in chunks, e.g. 64,512,512 (memory then bounded by the chunk).",
+        ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[
@@ -153,12 +235,38 @@ def deconvolve(
     ] = False,
 ) -> None:
     """Deconvolve IMAGE with a measured (--psf) or theoretical (--na --wavelength) PSF."""
-    from cytolens.io import imread, imwrite
+    from cytolens.core.devices import resolve_device
+    from cytolens.core.files import check_output_file
+    from cytolens.io import imread
     from cytolens.report import image_panel, save_figure
-    from cytolens.restore import DEFAULT_ITERATIONS, load_psf, theoretical_psf
+    from cytolens.restore import DEFAULT_ITERATIONS, METHODS, load_psf, theoretical_psf
     from cytolens.restore import deconvolve as run_deconvolve
+    from cytolens.restore.chunked_files import (
+        bound_heap,
+        preview,
+        release_memory,
+        scratch_array,
+        write_from_scratch,
+        write_output,
+    )
+    from cytolens.restore.psf import PSF_KINDS
 
     t0 = time.perf_counter()
+    # everything that can be checked without reading pixels, before any work
+    for option, value, choices in (
+        ("--method", method, METHODS),
+        ("--psf-kind", psf_kind, PSF_KINDS),
+        ("--acceleration", acceleration, (None, "biggs-andrews")),
+    ):
+        if value not in choices:
+            expected = ", ".join(str(c) for c in choices if c is not None)
+            raise InputError(
+                f"{option}: unknown {option[2:]} {value!r}; expected one of {expected}"
+            )
+    try:
+        resolve_device(device)
+    except InputError as exc:
+        raise InputError(f"--device: {exc}") from None
     if not image.exists():
         raise MissingFileError(f"{image}: no such file or folder")
     if not out.name.lower().endswith(_OUT_SUFFIXES):
@@ -168,14 +276,37 @@ def deconvolve(
             "give either --psf FILE (a measured PSF) or --na and --wavelength (a theoretical "
             "PSF), not both"
         )
+    if psf is not None and not psf.exists():
+        raise MissingFileError(f"--psf {psf}: no such file")
+    if na is not None and not na < refractive_index:
+        raise InputError(
+            f"--na {na:g} must be below --refractive-index {refractive_index:g} (the NA of an "
+            "objective is at most the index of its immersion medium)"
+        )
+    voxel_given = parse_floats(voxel_size, "--voxel-size", count=(1, 2, 3))
+    beta_value = _beta(beta)
+    parse_floats(chunk_shape, "--chunk-shape", count=(1, 2, 3))
+    protected = (image, psf)
+    out = _check_out(out, protected)
+    png = out.with_name(out.name.split(".")[0] + "_before_after.png")
+    check_output_file(png, protected=protected, option="the before/after PNG of --out")
+
     img = _spatial(imread(image))
+    chunks = _chunk_shape(chunk_shape, img.ndim)
+    if not tv < 1 / (2 * img.ndim):
+        raise InputError(
+            f"--tv {tv:g} must be below {1 / (2 * img.ndim):.3g} for a {img.ndim}D image"
+        )
     if psf is not None:
-        if not psf.exists():
-            raise MissingFileError(f"--psf {psf}: no such file")
         kernel = load_psf(psf)
+        if kernel.ndim != img.ndim:
+            raise InputError(
+                f"--psf {psf}: a {kernel.ndim}D PSF (shape {kernel.shape}) for the {img.ndim}D "
+                f"image {image} (shape {img.shape}); give a PSF with one axis per image axis"
+            )
         psf_note = f"measured {psf.name}, shape {kernel.shape}"
     else:
-        voxel = _voxel_size(img, _floats(voxel_size, "--voxel-size"))
+        voxel = _voxel_size(img, voxel_given)
         shape = _theoretical_shape(img.shape, voxel, na, wavelength, refractive_index)
         kernel = theoretical_psf(
             shape,
@@ -188,35 +319,42 @@ def deconvolve(
             sheet_fwhm_um=sheet_fwhm,
         )
         psf_note = f"theoretical {psf_kind}, NA {na}, {wavelength} um, shape {kernel.shape}"
-    data = img.data.astype(np.float32)
-    if background:
-        data = data - np.float32(background)
-    chunks = _floats(chunk_shape, "--chunk-shape")
-    options = dict(
+    options: dict[str, Any] = dict(
         method=method,
         iterations=iterations,
         alpha=alpha,
-        beta=beta if beta == "auto" else _floats(beta, "--beta")[0],
+        beta=beta_value,
         order=order,
         acceleration=acceleration,
         tv=tv,
+        background=background,
         device=device,
     )
-    chunked = img.is_lazy or chunks is not None
+    axes, sizes, ndim = img.axes, dict(img.pixel_size_um), img.ndim
+    if voxel_given is not None and not sizes:  # the output records what the user stated
+        sizes = dict(zip(axes, _voxel_size(img, voxel_given), strict=True))
+    data = img.data
+    del img  # from here on only `data` holds the pixels, so they can be freed before writing
+    before = preview(data)
     history: list[dict[str, float]] = []
-    if chunked:
-        console.print(f"deconvolving {image.name} {img.shape} chunk by chunk ({psf_note})")
-        result = run_deconvolve(
-            data,
-            kernel,
-            chunk_shape=None if chunks is None else tuple(int(c) for c in chunks),
-            progress=not img.is_lazy,
-            **options,
-        )
+    if is_dask(data) or chunks is not None:
+        if chunks is None:  # a lazily read (large) image: chunks of about 512 MiB of work
+            chunks = _default_chunks(data.shape)
+        console.print(f"deconvolving {image.name} {data.shape} chunk by chunk ({psf_note})")
+        bound_heap()
+        with scratch_array(out, data.shape) as scratch:
+            with _named(image, background):
+                run_deconvolve(
+                    data, kernel, chunk_shape=chunks, out=scratch, progress=True, **options
+                )
+            del data
+            after = preview(scratch)
+            release_memory()
+            written = write_from_scratch(out, scratch, axes=axes, pixel_size_um=sizes)
     else:
         from cytolens.core.progress import progress_bar
 
-        with progress_bar() as bar:
+        with progress_bar() as bar, _named(image, background):
             task = bar.add_task(f"deconvolving {image.name} ({psf_note})", total=None)
             result, history = run_deconvolve(
                 data,
@@ -225,17 +363,12 @@ def deconvolve(
                 progress=lambda k, n: bar.update(task, completed=k, total=n),
                 **options,
             )
-    written = imwrite(out, result, axes=img.axes, pixel_size_um=img.pixel_size_um or None)
-    after = imread(written).data
-    before_mip = np.asarray(img.data.max(axis=0) if img.ndim == 3 else img.data)
-    after_mip = np.asarray(after.max(axis=0) if after.ndim == 3 else after)
-    png = written.with_name(written.name.split(".")[0] + "_before_after.png")
-    fig = image_panel(
-        {
-            f"before: {image.name}" + (" (max projection)" if img.ndim == 3 else ""): before_mip,
-            f"after: {method}" + (" (max projection)" if img.ndim == 3 else ""): after_mip,
-        }
-    )
+        del data
+        after = preview(result)
+        written = write_output(out, result, axes=axes, pixel_size_um=sizes)
+        del result
+    mip = " (max projection)" if ndim == 3 else ""
+    fig = image_panel({f"before: {image.name}{mip}": before, f"after: {method}{mip}": after})
     save_figure(fig, png)
     summary = {
         "input": str(image),
@@ -248,7 +381,7 @@ def deconvolve(
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if as_json:
-        typer.echo(json.dumps(summary))
+        typer.echo(strict_json(summary))
     else:
         change = summary["final_relative_change"]
         note = f", last relative change {change:.3g}" if change is not None else ""
@@ -256,3 +389,10 @@ def deconvolve(
             f"[green]wrote[/] {written} and {png.name} in {summary['seconds']} s "
             f"({summary['iterations_run']} iteration(s){note})"
         )
+
+
+def _default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunks whose deconvolution needs about 512 MiB (~12 float32 copies of a chunk)."""
+    from cytolens.core.tiling import tile_shape_for_budget
+
+    return tile_shape_for_budget(shape, 4 * 12, max_bytes=512 * 2**20)

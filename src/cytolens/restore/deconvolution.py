@@ -19,7 +19,7 @@ from cytolens.core.progress import progress_reporter
 from cytolens.core.validate import check_array, is_dask
 from cytolens.restore.wiener_butterworth import BackProjector, back_projector
 
-__all__ = ["DEFAULT_ITERATIONS", "METHODS", "deconvolve"]
+__all__ = ["DEFAULT_ITERATIONS", "METHODS", "NoSignalError", "deconvolve"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,33 @@ DEFAULT_ITERATIONS = {"wiener-butterworth": 2, "richardson-lucy": 30}
 _PADS = ("reflect", "edge", "none")
 _INITS = ("observed", "flat")
 _ACCELERATIONS = (None, "biggs-andrews")
+
+
+class NoSignalError(InputError):
+    """The image has no positive value left once the background is subtracted.
+
+    Richardson-Lucy on such an image returns zeros everywhere: silent garbage,
+    so :func:`deconvolve` refuses it.
+
+    Parameters
+    ----------
+    maximum : float
+        The image's maximum, before subtracting the background.
+    background : float
+        The background (camera offset) that was to be subtracted.
+    """
+
+    def __init__(self, maximum: float, background: float) -> None:
+        self.maximum = float(maximum)
+        self.background = float(background)
+        if background:
+            what = f"background={self.background:g} is at or above the image's maximum"
+        else:
+            what = "the image has no positive value: its maximum is"
+        super().__init__(
+            f"no positive signal to deconvolve: {what} {self.maximum:g}; Richardson-Lucy "
+            "needs non-negative data with some signal above the background"
+        )
 
 
 def deconvolve(
@@ -44,6 +71,7 @@ def deconvolve(
     resolution_px: Sequence[float] | None = None,
     acceleration: str | None = None,
     tv: float = 0.0,
+    background: float = 0.0,
     pad: str = "reflect",
     init: str = "observed",
     stop_tol: float | None = None,
@@ -67,9 +95,14 @@ def deconvolve(
     (``pad="reflect"``: mirrored, without repeating the edge pixel), rounded up
     to a fast FFT size, and cropped back, so objects near one edge do not
     leak into the opposite one (circular convolution). The estimate is kept
-    non-negative; negative input values are clipped to 0. The output is on
-    the input's intensity scale and never rescaled. Classic RL preserves the
-    total intensity (flux) of the data; Wiener-Butterworth, like any unmatched
+    non-negative; values that are negative once ``background`` is subtracted
+    are clipped to 0, with a logged warning. Each array (or chunk) is divided
+    by its maximum before the iterations and multiplied back after (RL is
+    scale-equivariant), so images near the float32 limits (e.g. values around
+    1e37) give the same result as any other scale instead of overflowing; a
+    result beyond the float32 range is refused, never returned. The output is
+    on the input's intensity scale and never rescaled. Classic RL preserves
+    the total intensity (flux) of the data; Wiener-Butterworth, like any unmatched
     back projector, does not: it concentrates intensity into objects and
     their total grows (by 25-75% on the benchmark data). Multiply by
     ``image.sum() / result.sum()`` where totals matter.
@@ -78,7 +111,8 @@ def deconvolve(
     ----------
     image : numpy.ndarray or dask.array.Array
         2D ``(Y, X)`` or 3D ``(Z, Y, X)`` image of any real dtype, with the
-        camera offset already subtracted (RL assumes zero background).
+        camera offset already subtracted or given as ``background`` (RL
+        assumes zero background). Never modified.
     psf : array_like
         PSF with one axis per image axis, no larger than the image, peak at
         index ``n // 2`` (see :func:`~cytolens.restore.load_psf` and
@@ -100,6 +134,11 @@ def deconvolve(
     tv : float
         Weight of total-variation regularisation (Dey et al. 2006), 0 (off) to
         below ``1 / (2 ndim)``; 0.001-0.01 suppresses noise amplification.
+    background : float
+        Camera offset subtracted from the image first (chunk by chunk, so a
+        large image is never copied whole). Must leave some positive signal:
+        an image whose maximum is at or below it is refused
+        (:class:`NoSignalError`).
     pad : {"reflect", "edge", "none"}
         Boundary padding; ``"none"`` treats the image as periodic.
     init : {"observed", "flat"}
@@ -125,8 +164,10 @@ def deconvolve(
         (twice its half-size), so chunk seams stay below 1e-3 of the
         image's range (tested); must be at least the PSF's half-size.
     out : array_like, optional
-        Preallocated output (e.g. a memory-mapped or Zarr array) for chunked
-        numpy input, written chunk by chunk.
+        Preallocated output (e.g. a memory-mapped or Zarr array) written chunk
+        by chunk. With Dask input, the chunks are then computed and written
+        one at a time (memory bounded by one chunk, whatever the number of
+        cores) and ``out`` is returned.
     return_history : bool
         Also return the convergence history (not for chunked or Dask runs).
     progress : bool or callable
@@ -147,9 +188,13 @@ def deconvolve(
 
     Raises
     ------
+    NoSignalError
+        When the image's maximum is at or below ``background`` (nothing
+        positive to deconvolve).
     InputError
-        For a non-2D/3D image, a PSF that is NaN, all zeros, of other
-        dimensionality or larger than the image, and unknown options.
+        For a non-2D/3D image, non-finite image values, a PSF that is NaN,
+        all zeros, of other dimensionality or larger than the image, unknown
+        options, and a result that is not finite (never returned).
 
     Examples
     --------
@@ -185,7 +230,10 @@ def deconvolve(
         )
     if stop_tol is not None and not stop_tol >= 0:
         raise InputError(f"stop_tol must be >= 0 or None, got {stop_tol!r}")
+    if not np.isfinite(background):
+        raise InputError(f"background must be a finite number, got {background!r}")
     dev = resolve_device(device)
+    _check_signal(image, float(background))
 
     bp = back_projector(
         psf,
@@ -204,6 +252,7 @@ def deconvolve(
         iterations=int(iterations),
         acceleration=acceleration,
         tv=float(tv),
+        background=float(background),
         pad=pad,
         init=init,
         device=dev,
@@ -239,9 +288,7 @@ def deconvolve(
     def func(tile: np.ndarray) -> np.ndarray:
         return run(tile, stop_tol=None, callback=None, metrics=False)[0]
 
-    return apply_tiled(
-        func,
-        image,
+    tiled = dict(
         tile_shape=tuple(c + 2 * d for c, d in zip(chunk_shape, depth, strict=True)),
         overlap=depth,
         blend="crop",
@@ -249,6 +296,42 @@ def deconvolve(
         out=out,
         progress=progress if callable(progress) else bool(progress),
     )
+    if is_dask(image) and out is not None:
+        import dask
+
+        # one chunk at a time: each already uses every core (torch), and several
+        # in flight would multiply the memory by the number of cores
+        with dask.config.set(scheduler="synchronous"):
+            return apply_tiled(func, image, **tiled)
+    return apply_tiled(func, image, **tiled)
+
+
+def _check_signal(image: Any, background: float) -> None:
+    """Refuse an image with nothing above ``background``; warn about clipped values.
+
+    One pass over the image (for Dask, one computation of its minimum and
+    maximum together); the image is never copied.
+    """
+    if is_dask(image):
+        import dask
+
+        low, high = (float(v) for v in dask.compute(image.min(), image.max()))
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise InputError(
+                f"image has non-finite values (NaN or inf; minimum {low}, maximum {high}); "
+                "replace them (e.g. numpy.nan_to_num) before deconvolving"
+            )
+    else:
+        low, high = float(image.min()), float(image.max())
+    if not high - background > 0:
+        raise NoSignalError(high, background)
+    if low - background < 0:
+        logger.warning(
+            "deconvolve: the image goes down to %g%s; values below 0 are clipped to 0 "
+            "(Richardson-Lucy needs non-negative data)",
+            low - background,
+            f" after subtracting the background {background:g}" if background else "",
+        )
 
 
 def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
@@ -305,11 +388,13 @@ class _Runner:
         iterations: int,
         acceleration: str | None,
         tv: float,
+        background: float,
         pad: str,
         init: str,
         device: Any,
     ) -> None:
         self.psf = psf.astype(np.float32)
+        self.background = np.float32(background)
         self.bp = bp
         self.iterations = iterations
         self.acceleration = acceleration
@@ -352,7 +437,21 @@ class _Runner:
 
         from cytolens.restore.richardson_lucy import richardson_lucy_iterate
 
-        x = np.clip(np.asarray(array, dtype=np.float32), 0, None)
+        x = np.array(array, dtype=np.float32)  # a copy: the input is never modified
+        if not np.isfinite(x).all():
+            raise InputError(
+                f"image has {int((~np.isfinite(x)).sum())} non-finite value(s) (NaN or inf, or "
+                f"beyond the float32 range) in a block of shape {x.shape}; replace them "
+                "before deconvolving"
+            )
+        if self.background:
+            x -= self.background
+        np.maximum(x, 0, out=x)
+        # RL is scale-equivariant: iterate on [0, 1] so values near the float32
+        # limits neither overflow (sums, ratios) nor underflow, then scale back
+        scale = float(x.max())
+        if scale > 0:
+            x /= np.float32(scale)
         widths = self._pad_widths(x.shape)
         if any(w != (0, 0) for w in widths):
             mode = "edge" if self.pad == "edge" else "reflect"
@@ -374,4 +473,14 @@ class _Runner:
                 callback=callback,
             )
             result = est[region].cpu().numpy()
-        return np.ascontiguousarray(result, dtype=np.float32), history
+        result = np.ascontiguousarray(result, dtype=np.float32)
+        if scale > 0:
+            with np.errstate(over="ignore"):  # refused just below
+                result *= np.float32(scale)
+        if not np.isfinite(result).all():
+            raise InputError(
+                f"deconvolution gave non-finite values (NaN or inf) in a block of shape "
+                f"{result.shape}: the result exceeds the float32 range (input maximum "
+                f"{scale:g}); scale the image down first"
+            )
+        return result, history

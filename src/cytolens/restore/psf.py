@@ -18,11 +18,12 @@ import numpy as np
 from cytolens.core.errors import InputError
 from cytolens.core.validate import check_array
 
-__all__ = ["fwhm", "gaussian_psf", "load_psf", "theoretical_psf"]
+__all__ = ["PSF_KINDS", "fwhm", "gaussian_psf", "load_psf", "theoretical_psf"]
 
 logger = logging.getLogger(__name__)
 
-_KINDS = ("widefield", "confocal", "lightsheet")
+#: Kinds of theoretical PSF (``kind`` of :func:`theoretical_psf`).
+PSF_KINDS = ("widefield", "confocal", "lightsheet")
 _MODELS = ("vectorial", "scalar", "gaussian")
 
 
@@ -279,8 +280,8 @@ def theoretical_psf(
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3) or min(shape) < 1:
         raise InputError(f"shape {shape} must be 2D (Y, X) or 3D (Z, Y, X) with sizes >= 1")
-    if kind not in _KINDS:
-        raise InputError(f"unknown PSF kind {kind!r}; expected one of {', '.join(_KINDS)}")
+    if kind not in PSF_KINDS:
+        raise InputError(f"unknown PSF kind {kind!r}; expected one of {', '.join(PSF_KINDS)}")
     if model not in _MODELS:
         raise InputError(f"unknown PSF model {model!r}; expected one of {', '.join(_MODELS)}")
     voxel = _per_axis(voxel_size_um, len(shape), "voxel_size_um")
