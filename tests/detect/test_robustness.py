@@ -9,18 +9,17 @@ remains.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from tests.clitools import cytolens, digest, no_temporaries, one_error_line
 from tests.conftest import shared
 
 from cytolens.core.errors import FileFormatError, InputError
@@ -39,39 +38,12 @@ STEMS = ["BloodImage_00000", "BloodImage_00001"]
 HEADER = ",".join(COLUMNS)
 
 
-def cytolens(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m cytolens ARGS`` as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "cytolens", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-    )
-
-
 def one_line_error(proc: subprocess.CompletedProcess, pattern: str, code: int = 2) -> str:
     """Assert exit ``code`` and a one-line ``error: ...`` matching ``pattern`` (no traceback)."""
     assert proc.returncode == code, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr
-    assert re.search(pattern, lines[0]), lines[0]
-    return lines[0]
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder`` (relative name -> digest)."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def no_temporaries(folder: Path) -> None:
-    left = [p for p in folder.rglob(".*") if ".tmp" in p.name or "cytolens-probe" in p.name]
-    assert not left, left
+    line = one_error_line(proc)
+    assert re.search(pattern, line), line
+    return line
 
 
 @pytest.fixture
@@ -99,11 +71,11 @@ GOOD = "BloodImage_00000.jpg,640,480,RBC,10,20,60,70"
 
 
 def test_predict_into_the_image_folder_is_refused_and_annotations_survive(labelimg):
-    before = snapshot(labelimg)
+    before = digest(labelimg)
     for extra in ([], ["--overwrite"]):
         proc = cytolens("detect", "predict", labelimg, "--out", labelimg, "--device", "cpu", *extra)
         one_line_error(proc, r"--out .*smears: holds the input .*BloodImage_0000\d\.(jpg|xml)")
-        assert snapshot(labelimg) == before  # 20 objects stay 20 objects
+        assert digest(labelimg) == before  # 20 objects stay 20 objects
 
 
 def test_predict_never_overwrites_annotations_cytolens_did_not_write(labelimg, tmp_path):
@@ -111,12 +83,12 @@ def test_predict_never_overwrites_annotations_cytolens_did_not_write(labelimg, t
     images.mkdir()
     for p in labelimg.glob("*.jpg"):
         p.rename(images / p.name)
-    before = snapshot(labelimg)  # now a folder of LabelImg .xml files only (BCCD's Annotations)
+    before = digest(labelimg)  # now a folder of LabelImg .xml files only (BCCD's Annotations)
     proc = cytolens(
         "detect", "predict", images, "--out", labelimg, "--overwrite", "--device", "cpu"
     )
     one_line_error(proc, r"--out .*smears: holds the input .*BloodImage_0000\d\.xml")
-    assert snapshot(labelimg) == before
+    assert digest(labelimg) == before
 
 
 # --- convert: outputs are checked before any work ------------------------------------------
@@ -126,7 +98,7 @@ def test_convert_to_an_existing_folder_or_over_an_input_is_refused(labelimg, tmp
     results = tmp_path / "results"
     results.mkdir()
     (results / "notes.txt").write_text("precious")
-    before, kept = snapshot(labelimg), snapshot(results)
+    before, kept = digest(labelimg), digest(results)
     for fmt in ("csv", "coco"):
         proc = cytolens("detect", "convert", labelimg, "--to", fmt, "--out", results)
         one_line_error(proc, r"--out .*results: is an existing folder; give a file name")
@@ -137,7 +109,7 @@ def test_convert_to_an_existing_folder_or_over_an_input_is_refused(labelimg, tmp
     one_line_error(proc, r"--out .*smears: holds the input")
     proc = cytolens("detect", "convert", labelimg, "--to", "voc", "--out", results)
     one_line_error(proc, r"--out .*results: already holds 1 file\(s\).*--overwrite")
-    assert snapshot(labelimg) == before and snapshot(results) == kept
+    assert digest(labelimg) == before and digest(results) == kept
     no_temporaries(tmp_path)
     # and the right call works: a folder of VOC files read back to the same boxes
     proc = cytolens("detect", "convert", labelimg, "--to", "voc", "--out", tmp_path / "voc")
@@ -208,13 +180,13 @@ def test_empty_csv_and_csv_without_the_columns(tmp_path):
 def test_short_csv_row_is_refused_by_convert_and_train(labelimg, tmp_path):
     """The reported case: a missing ymax became the image height and training went on."""
     path = _csv(tmp_path, GOOD, "BloodImage_00001.jpg,640,480,WBC,10,20,60")
-    before = snapshot(tmp_path)
+    before = digest(tmp_path)
     proc = cytolens("detect", "convert", path, "--to", "coco", "--out", tmp_path / "b.json")
     one_line_error(proc, r"boxes\.csv, line 3, column 'ymax': no value")
     out = tmp_path / "model"
     proc = cytolens("detect", "train", "--images", labelimg, "--annotations", path, "--out", out)
     one_line_error(proc, r"boxes\.csv, line 3, column 'ymax': no value")
-    assert not out.exists() and snapshot(tmp_path) == before
+    assert not out.exists() and digest(tmp_path) == before
 
 
 def _voc(tmp_path: Path, body: str, name: str = "a.xml") -> Path:
@@ -266,10 +238,10 @@ def test_voc_sizes_and_files_that_are_not_xml(tmp_path):
 
 def test_voc_coordinate_1e300_is_one_line_in_the_cli(tmp_path):
     path = _voc(tmp_path, _obj(xmax="1e300"))
-    before = snapshot(tmp_path)
+    before = digest(tmp_path)
     proc = cytolens("detect", "convert", path, "--to", "csv", "--out", tmp_path / "b.csv")
     one_line_error(proc, r"a\.xml: object 1 \(RBC\) <xmax>: '1e300' is not a finite number")
-    assert snapshot(tmp_path) == before
+    assert digest(tmp_path) == before
 
 
 def test_bad_coco_entries_are_named(tmp_path):
@@ -381,7 +353,7 @@ def test_train_into_dt_good_then_predict_a_batch_with_bad_files(labelimg, tmp_pa
     (batch / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 3])  # truncated
     (batch / "notes.png").write_text("not an image")  # wrong format
     tifffile.imwrite(batch / "stack.tif", np.zeros((6, 64, 64), np.uint8))  # a z-stack
-    before = snapshot(batch)
+    before = digest(batch)
     res = tmp_path / "pred"
     proc = cytolens("detect", "predict", batch, "--out", res, "--model", out, "--min-score", "0",
                     "--device", "cpu", "--json")  # fmt: skip
@@ -398,7 +370,7 @@ def test_train_into_dt_good_then_predict_a_batch_with_bad_files(labelimg, tmp_pa
     assert "Failed inputs" in (res / "report.html").read_text()
     written = sorted(p.name for p in res.iterdir())
     assert not [n for n in written if n.startswith(("cut", "notes", "stack"))], written
-    assert snapshot(batch) == before
+    assert digest(batch) == before
     no_temporaries(tmp_path)
 
 
@@ -408,8 +380,8 @@ def test_bundled_sample_folder_keeps_its_labelimg_boxes(tmp_path):
     folder.mkdir()
     for name in ("blood_smear.jpg", "blood_smear.xml"):
         shutil.copy(sample_path(name), folder)
-    before = snapshot(folder)
+    before = digest(folder)
     proc = cytolens("detect", "predict", folder, "--out", folder, "--device", "cpu")
     one_line_error(proc, r"--out .*sample: holds the input .*blood_smear\.(jpg|xml)")
-    assert snapshot(folder) == before and len(read_voc(folder / "blood_smear.xml")) == 22
+    assert digest(folder) == before and len(read_voc(folder / "blood_smear.xml")) == 22
     no_temporaries(tmp_path)

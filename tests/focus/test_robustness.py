@@ -7,60 +7,17 @@ inputs are byte-identical afterwards and that no temporary file remains.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from tests.clitools import cytolens, digest, no_temporaries, one_error_line, strict_loads
 from tests.conftest import shared
 
 DFNN_STACK = "focus/dfnn_lightsheet_defocus/mitochondria/stack"
 BBBC = "focus/bbbc006_subset"
-
-
-def cytolens(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m cytolens ARGS`` on the CPU."""
-    return subprocess.run(
-        [sys.executable, "-m", "cytolens", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-    )
-
-
-def digest(paths: list[Path]) -> dict[Path, str]:
-    """sha256 of every file under ``paths``."""
-    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*")))]
-    return {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    """The single ``error: ...`` line of a failed command (no traceback)."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
-def no_temporaries(folder: Path) -> None:
-    left = [p for p in folder.rglob(".*") if ".tmp" in p.name]
-    assert not left, left
-
-
-def strict_loads(text: str) -> object:
-    """``json.loads`` that refuses NaN and Infinity, as strict parsers do."""
-
-    def refuse(constant: str) -> None:
-        raise ValueError(f"non-standard JSON constant {constant}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 @pytest.mark.parametrize("option", ["--out", "--plot"])

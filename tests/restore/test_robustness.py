@@ -10,7 +10,6 @@ same protection from :func:`cytolens.restore.deconvolve`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from tests.clitools import cytolens, digest, one_error_line, temporaries
 from tests.conftest import shared
 
 from cytolens.core.errors import InputError
@@ -34,38 +34,6 @@ from cytolens.restore.deconvolution import NoSignalError
 
 BEAD = "deconvolution/flowdec/bead-25pct"
 THEORETICAL_2D = ["--na", "1.0", "--wavelength", "0.5", "--voxel-size", "0.1"]
-
-
-def cytolens(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m cytolens ARGS`` on the CPU."""
-    return subprocess.run(
-        [sys.executable, "-m", "cytolens", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "COLUMNS": "200"},
-    )
-
-
-def digest(folder: Path) -> dict[Path, str]:
-    """sha256 of every file under ``folder``."""
-    return {
-        f: hashlib.sha256(f.read_bytes()).hexdigest()
-        for f in sorted(folder.rglob("*"))
-        if f.is_file()
-    }
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    """The single ``error: ...`` line of a failed command (no traceback)."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
-def temporaries(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob(".*") if ".tmp" in p.name]
 
 
 @pytest.fixture

@@ -9,18 +9,15 @@ small, and the classical method keeps most cases to about a second.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from tests.clitools import cytolens, digest, no_temporaries, one_error_line, strict_loads
 from tests.conftest import shared
 
 from cytolens.core.errors import InputError
@@ -30,48 +27,6 @@ from cytolens.segment import nuclei, nuclei_classical
 SAMPLE = Path(__file__).resolve().parents[2] / "src/cytolens/data/samples/nuclei_bbbc006.png"
 #: A 256 x 256 DSB2018 fluorescence image (36 nuclei).
 DSB_ID = "003cee89357d9fe13516167fd67b609a164651b21934585648c740d2c3d86dc1"
-
-
-def cytolens(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m cytolens ARGS`` and return the finished process."""
-    return subprocess.run(
-        [sys.executable, "-m", "cytolens", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def digest(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder``, by relative path."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    """The one ``error:`` line of stderr (no traceback)."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
-def no_temporaries(folder: Path) -> None:
-    """No ``.*.tmp*`` file left by an interrupted atomic write."""
-    if folder.exists():
-        assert not [p.name for p in folder.rglob(".*tmp*")]
-
-
-def strict(text: str) -> object:
-    """Parse JSON refusing NaN and Infinity (what strict parsers do)."""
-
-    def refuse(constant: str) -> None:
-        raise ValueError(f"non-strict JSON constant {constant}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 @pytest.fixture
@@ -92,7 +47,7 @@ def test_one_bad_file_fails_alone(dsb_png: Path, tmp_path: Path) -> None:
     proc = cytolens("segment", "nuclei", folder, "--out", out, "--method", "classical", "--json")
     assert proc.returncode == 1, proc.stderr
     assert digest(folder) == before
-    summary = strict(proc.stdout.strip().splitlines()[-1])
+    summary = strict_loads(proc.stdout.strip().splitlines()[-1])
     assert [r["image"] for r in summary["images"]] == ["dsb.png"]
     failures = pd.read_csv(out / "failures.csv")
     assert sorted(Path(p).name for p in failures["item"]) == ["corrupt.tif", "strip.tif"]
@@ -114,7 +69,7 @@ def test_second_run_needs_overwrite(dsb_png: Path, tmp_path: Path) -> None:
     first = digest(out)
     proc = cytolens(*args)
     assert proc.returncode == 2
-    assert "--out" in error_line(proc) and "--overwrite" in error_line(proc)
+    assert "--out" in one_error_line(proc) and "--overwrite" in one_error_line(proc)
     assert digest(out) == first  # the earlier run is untouched
     (out / "failures.csv").write_text("item,error,message\nold.tif,X,an earlier run\n")
     assert cytolens(*args, "--overwrite").returncode == 0
@@ -124,7 +79,7 @@ def test_second_run_needs_overwrite(dsb_png: Path, tmp_path: Path) -> None:
 def test_output_folder_holding_the_input_is_refused(dsb_png: Path) -> None:
     before = digest(dsb_png.parent)
     proc = cytolens("segment", "nuclei", dsb_png, "--out", dsb_png.parent, "--overwrite")
-    assert proc.returncode == 2 and "holds the input" in error_line(proc)
+    assert proc.returncode == 2 and "holds the input" in one_error_line(proc)
     assert digest(dsb_png.parent) == before
 
 
@@ -143,7 +98,7 @@ def test_bad_numbers_are_refused_at_the_command_line(
     out = tmp_path / "out"
     proc = cytolens("segment", "nuclei", dsb_png, "--out", out, option, value)
     assert proc.returncode == 2
-    assert f"Invalid value for '{option}'" in error_line(proc)
+    assert f"Invalid value for '{option}'" in one_error_line(proc)
     assert not out.exists()
 
 
@@ -154,7 +109,7 @@ def test_tiny_diameter_is_refused_before_any_allocation(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cytolens("segment", "nuclei", image, "--out", out, "--diameter", "0.01")
     assert proc.returncode == 2
-    line = error_line(proc)
+    line = one_error_line(proc)
     assert "bbbc006.png" in line and "0.01 px" in line and "3 to 520 px" in line
     assert "832000 x 1113600 px" in line  # the size the model would have zoomed to
     assert not out.exists() or not any(out.iterdir())
@@ -167,11 +122,11 @@ def test_axes_that_do_not_fit_are_refused_before_writing(tmp_path: Path) -> None
     out = tmp_path / "out"
     proc = cytolens("segment", "nuclei", image, "--out", out, "--axes", "ZYX", "--method=classical")
     assert proc.returncode == 2
-    line = error_line(proc)
+    line = one_error_line(proc)
     assert "bbbc006.png" in line and "'ZYX'" in line
     assert not out.exists() or not any(out.iterdir())
     proc = cytolens("segment", "nuclei", image, "--out", out, "--axes", "QYX")
-    assert proc.returncode == 2 and "--axes" in error_line(proc)
+    assert proc.returncode == 2 and "--axes" in one_error_line(proc)
 
 
 def test_transposed_axes_give_consistent_outputs(tmp_path: Path) -> None:
@@ -194,7 +149,7 @@ def test_strip_smaller_than_a_nucleus_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cytolens("segment", "nuclei", strip, "--out", out, "--method", "classical")
     assert proc.returncode == 2
-    line = error_line(proc)
+    line = one_error_line(proc)
     assert "strip.tif has shape (3, 100000)" in line and "16 px" in line
     assert digest(tmp_path) == before  # nothing written, not even an empty result
 
@@ -206,7 +161,7 @@ def test_huge_float_values_never_make_inf_in_the_table(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cytolens("segment", "nuclei", image, "--out", out, "--method", "classical", "--json")
     assert proc.returncode == 0, proc.stderr
-    strict(proc.stdout.strip().splitlines()[-1])
+    strict_loads(proc.stdout.strip().splitlines()[-1])
     table = pd.read_csv(out / "huge_nuclei.csv")
     assert len(table) > 0
     numeric = table.drop(columns=["image"]).select_dtypes("number").to_numpy()

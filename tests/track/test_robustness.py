@@ -9,17 +9,15 @@ the Cell Tracking Challenge sequences in ../shared/data.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from tests.clitools import cytolens, digest, one_error_line
 from tests.conftest import shared
 
 from cytolens.core.errors import InputError, MissingFileError
@@ -29,33 +27,6 @@ from cytolens.track.detections import check_looks_like_labels
 
 SAMPLES = Path(__file__).resolve().parents[2] / "src/cytolens/data/samples"
 SIM = "tracking/ctc/Fluo-N2DH-SIM+"
-
-
-def cytolens(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m cytolens ARGS`` and return the finished process."""
-    return subprocess.run(
-        [sys.executable, "-m", "cytolens", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def digest(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder``, by relative path."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    """The one ``error:`` line of stderr (no traceback)."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def nothing_written(out: Path) -> None:
@@ -81,7 +52,7 @@ def test_raw_movie_given_as_labels_is_refused(movies: Path, tmp_path: Path) -> N
     out = tmp_path / "out"
     proc = cytolens("track", movies / "raw.tif", "--out", out, "--labels")
     assert proc.returncode == 2
-    line = error_line(proc)
+    line = one_error_line(proc)
     assert "raw.tif does not look like a label movie" in line and "without --labels" in line
     nothing_written(out)
     assert digest(movies) == before
@@ -94,7 +65,7 @@ def test_z_stack_is_not_tracked_as_time(movies: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cytolens("track", movies / "stack.tif", "--out", out)
     assert proc.returncode == 2
-    line = error_line(proc)
+    line = one_error_line(proc)
     assert "stack.tif has axes 'ZYX'" in line and "--axes TYX" in line
     nothing_written(out)
     proc = cytolens("track", movies / "stack.tif", "--out", out, "--axes", "TYX")
@@ -111,19 +82,19 @@ def test_bad_numbers_are_refused_before_any_output(
     out = tmp_path / "out"
     proc = cytolens("track", movies / "raw.tif", "--out", out, option, value)
     assert proc.returncode == 2
-    assert f"Invalid value for '{option}'" in error_line(proc)
+    assert f"Invalid value for '{option}'" in one_error_line(proc)
     assert not out.exists()
 
 
 def test_output_folder_rules(movies: Path, tmp_path: Path) -> None:
     before = digest(movies)
     proc = cytolens("track", movies / "raw.tif", "--out", movies)
-    assert proc.returncode == 2 and "holds the input" in error_line(proc)
+    assert proc.returncode == 2 and "holds the input" in one_error_line(proc)
     out = tmp_path / "out"
     assert cytolens("track", movies / "raw.tif", "--out", out).returncode == 0
     first = digest(out)
     proc = cytolens("track", movies / "raw.tif", "--out", out)
-    assert proc.returncode == 2 and "--overwrite" in error_line(proc)
+    assert proc.returncode == 2 and "--overwrite" in one_error_line(proc)
     assert digest(out) == first
     proc = cytolens("track", movies / "raw.tif", "--out", out, "--overwrite", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -134,7 +105,7 @@ def test_a_failed_write_leaves_no_partial_results(movies: Path, tmp_path: Path) 
     out = tmp_path / "out"
     (out / "overlay.gif").mkdir(parents=True)  # the last output cannot be written
     proc = cytolens("track", movies / "raw.tif", "--out", out, "--overwrite")
-    assert proc.returncode == 2 and "overlay.gif" in error_line(proc)
+    assert proc.returncode == 2 and "overlay.gif" in one_error_line(proc)
     assert sorted(p.name for p in out.iterdir()) == ["overlay.gif"]  # RES, tracks.csv... removed
     assert not list(out.rglob(".*tmp*"))
 
@@ -145,14 +116,14 @@ def test_segmentation_without_objects_is_not_a_success(movies: Path, tmp_path: P
     out = tmp_path / "out"
     proc = cytolens("track", flat, "--out", out, "--segmenter", "threshold")
     assert proc.returncode == 2
-    line = error_line(proc)
+    line = one_error_line(proc)
     assert "segmenter 'threshold'" in line and "flat.tif" in line
     assert "--segmenter nuclei" in line
     nothing_written(out)
     zeros = movies / "zeros.tif"
     imwrite(zeros, np.zeros((3, 64, 64), np.uint16), axes="TYX")
     proc = cytolens("track", zeros, "--out", out, "--labels")
-    assert proc.returncode == 2 and "zeros.tif holds no objects" in error_line(proc)
+    assert proc.returncode == 2 and "zeros.tif holds no objects" in one_error_line(proc)
 
 
 def _ctc_copy(root: Path, frames: list[int]) -> Path:
@@ -170,7 +141,7 @@ def test_ctc_gap_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cytolens("track", seq, "--out", out)
     assert proc.returncode == 2
-    line = error_line(proc)
+    line = one_error_line(proc)
     assert "t002.tif missing between t000.tif and t003.tif" in line
     nothing_written(out)
     assert digest(seq) == before
