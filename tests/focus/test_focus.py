@@ -31,7 +31,7 @@ def test_model_card_records_normalization_and_heldout(model):
     assert card.normalization["kind"] == "percentile"
     assert model.patch_size == 84 and model.n_levels == 11
     assert 0 < model.blank_certainty < 0.6
-    assert "a09" in card.parameters["heldout"]["bbbc006"]
+    assert "a09" in card.training["heldout"]["bbbc006"]
     assert card.metrics["sim_within_one"] > 0.8
 
 

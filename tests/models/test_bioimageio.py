@@ -158,6 +158,13 @@ def _toy(tmp_path, *, network=True):
         training_data=["none, see https://example.org/data"],
         training_command="-",
         normalization={"kind": "percentile", "pmin": 2.0, "pmax": 99.0},
+        parameters={  # the segment contract (cytolens.models.schema.SegmentParameters)
+            "diameter_px": 16.0,
+            "fg_threshold": 0.5,
+            "seed_threshold": 0.5,
+            "min_size_px": 0.0,
+            "tile_overlap": 4,
+        },
     )
     save_model(net.state_dict(), card, root=tmp_path / "models")
     return tmp_path / "models"

@@ -26,13 +26,15 @@ CROP_SIZE = 128
 NUCLEUS_METHODS = ("classical", "model")
 
 
-def as_cyx_float(image: Any, *, name: str = "image") -> np.ndarray:
+def as_cyx_float(image: Any, *, name: str = "image", normalization: Any = None) -> np.ndarray:
     """A ``(4, Y, X)`` float32 array in ``[0, 1]`` from an HPA image (dtype range scaled).
 
     uint8 is divided by 255, wider integers by their dtype maximum, floats
     are taken as already in ``[0, 1]`` (clipped). An :class:`~cytolens.core.image.Image`
     is reordered to ``CYX`` and its channels found by name when named as by
-    :func:`cytolens.io.read_hpa`.
+    :func:`cytolens.io.read_hpa`. A model's ``normalization``
+    (:class:`~cytolens.models.schema.DtypeRangeNormalization`, from its card)
+    replaces this default scaling.
 
     Examples
     --------
@@ -57,13 +59,11 @@ def as_cyx_float(image: Any, *, name: str = "image") -> np.ndarray:
             f"{name}: expected a (4, Y, X) array with channels red, green, blue, yellow "
             f"(axes 'CYX'), got shape {data.shape}"
         )
-    if data.dtype.kind == "b":
-        return data.astype(np.float32)
-    if data.dtype.kind in "iu":
-        return (data.astype(np.float32) / np.iinfo(data.dtype).max).clip(0, 1)
-    if data.dtype.kind == "f":
-        return np.nan_to_num(data.astype(np.float32)).clip(0, 1)
-    raise InputError(f"{name}: cannot use dtype {data.dtype}; expected integers or floats")
+    if normalization is None:
+        from cytolens.core.normalize import normalize_dtype_range
+
+        return normalize_dtype_range(data, name=name)
+    return np.asarray(normalization.apply(data, name=name), np.float32)
 
 
 def segment_cells(

@@ -285,6 +285,7 @@ def train_command(
         HPADataset,
         TrainConfig,
         card_parameters,
+        card_training,
         fit_thresholds,
         predict_probabilities,
         stratified_split,
@@ -293,7 +294,7 @@ def train_command(
     from cytolens.core.files import prepare_output_dir
     from cytolens.evaluate import classification_scores, per_class_f1
     from cytolens.io.hpa import hpa_missing_channels
-    from cytolens.models import ModelCard, card_name_for, save_model
+    from cytolens.models import card_name_for, make_card, save_model
 
     base = None if model == "none" else LocalizationModel.load(model, device="cpu")
     table = read_labels(labels)
@@ -366,9 +367,9 @@ def train_command(
     per_class = per_class_f1(y[va], pred, class_names=CLASS_NAMES)
     per_class["train_support"] = y[tr].sum(0)
     per_class["threshold"] = thresholds
-    card = ModelCard(
+    rule = "max F1 per class on the held-out images (tuned and scored on them)"
+    card = make_card(
         name=name,
-        version="1.0.0",
         task="multi-label protein localization (28 HPA classes)",
         architecture="HPANet (cytolens.classify.network)",
         input_axes="CYX",
@@ -379,12 +380,8 @@ def train_command(
         training_data=[f"{len(tr)} images of {folder} labelled by {labels}"],
         training_command=f"cytolens classify train (from {model})",
         normalization={"kind": "dtype_range", "description": "channel / dtype max"},
-        parameters=card_parameters(
-            cfg,
-            thresholds,
-            default,
-            "max F1 per class on the held-out images (tuned and scored on them)",
-        ),
+        parameters=card_parameters(cfg, thresholds, default, rule),
+        training=card_training(cfg, default, rule),
         metrics={
             "held_out": {**metrics, "images": len(va), "note": "thresholds tuned on these images"},
             "train_s": round(time.perf_counter() - start, 1),

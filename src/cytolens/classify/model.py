@@ -35,10 +35,8 @@ at its threshold, and the label is "Nucleoli" when it is at least 0.5.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +45,7 @@ import pandas as pd
 from cytolens.classify.cells import as_cyx_float, cell_table, iter_cell_crops, segment_cells
 from cytolens.classify.hpa import CLASS_NAMES, N_CLASSES, NUCLEOLAR_CLASSES, NUCLEOLAR_LABELS
 from cytolens.core.errors import InputError, ModelError
+from cytolens.models.predictor import Predictor
 
 __all__ = [
     "CELL_CONTENT_FRACTION",
@@ -125,7 +124,9 @@ def _logit(p: Any) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def nucleolar_probability(probabilities: Any, thresholds: Any) -> np.ndarray:
+def nucleolar_probability(
+    probabilities: Any, thresholds: Any, *, group: Any = NUCLEOLAR_CLASSES
+) -> np.ndarray:
     """Threshold-relative probability of the nucleolar group (classes 2-5).
 
     ``sigmoid(max_c(logit p_c - logit t_c))`` over the group: >= 0.5 exactly
@@ -137,6 +138,8 @@ def nucleolar_probability(probabilities: Any, thresholds: Any) -> np.ndarray:
         ``(..., 28)`` class probabilities.
     thresholds : array_like
         ``(28,)`` per-class thresholds, or ``(..., 28)`` matching ``probabilities``.
+    group : sequence of int
+        The nucleolar classes (a model card's ``nucleolar_classes``; default 2-5).
 
     Examples
     --------
@@ -148,7 +151,7 @@ def nucleolar_probability(probabilities: Any, thresholds: Any) -> np.ndarray:
     """
     p = np.asarray(probabilities, np.float64)
     t = np.asarray(thresholds, np.float64)
-    group = list(NUCLEOLAR_CLASSES)
+    group = [int(c) for c in group]
     margin = (_logit(p[..., group]) - _logit(t[..., group])).max(axis=-1)
     return 1 / (1 + np.exp(-margin))
 
@@ -183,6 +186,7 @@ class LocalizationResult:
     model: str = DEFAULT_MODEL
     no_signal: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    nucleolar_classes: tuple[int, ...] = NUCLEOLAR_CLASSES
 
     @property
     def has_signal(self) -> bool:
@@ -210,7 +214,9 @@ class LocalizationResult:
         """Threshold-relative probability of the nucleolar group (NaN without signal)."""
         if not self.has_signal:
             return float("nan")
-        return float(nucleolar_probability(self.probabilities, self.thresholds))
+        return float(
+            nucleolar_probability(self.probabilities, self.thresholds, group=self.nucleolar_classes)
+        )
 
     def table(self) -> pd.DataFrame:
         """One row per class (probability, threshold, predicted), most probable first."""
@@ -252,7 +258,7 @@ class LocalizationResult:
         return f"LocalizationResult({shown or 'no class above its threshold'})"
 
 
-class LocalizationModel:
+class LocalizationModel(Predictor):
     """A shipped (or fine-tuned) HPA localization network with its card.
 
     Parameters
@@ -260,36 +266,32 @@ class LocalizationModel:
     network : torch.nn.Module
         :class:`~cytolens.classify.network.HPANet` with weights loaded.
     card : cytolens.models.ModelCard
-        ``parameters`` holds ``scale``, ``thresholds`` (28) and ``class_names``.
+        ``parameters`` (:class:`~cytolens.models.schema.ClassifyParameters`)
+        holds ``scale``, ``tile_size``, ``class_names``, ``thresholds`` and
+        ``nucleolar_classes``; ``normalization`` the dtype-range scaling.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
 
     Examples
     --------
     >>> m = LocalizationModel.load("hpa-v1", device="cpu")
-    >>> m.scale, len(m.thresholds)
-    (0.5, 28)
+    >>> m.scale, len(m.thresholds), m.tile_size
+    (0.5, 28, 512)
     """
 
-    def __init__(self, network: Any, card: Any, *, device: Any = "auto") -> None:
-        from cytolens.core.devices import resolve_device
+    capability = "classify"
 
-        self.card = card
-        self.name = card.name
-        self.device = resolve_device(device)
-        self.network = network.to(self.device).eval()
-        params = card.parameters
-        try:
-            self.scale = float(params["scale"])
-            self.thresholds = np.asarray(params["thresholds"], np.float64)
-            self.class_names = tuple(params.get("class_names", CLASS_NAMES))
-        except KeyError as exc:
-            raise ModelError(
-                f"model card of {card.name!r} lacks parameters.{exc.args[0]}"
-            ) from None
+    def configure(self) -> None:
+        """Read the card's classification parameters."""
+        p = self.params
+        self.scale = float(p.scale)
+        self.tile_size = int(p.tile_size)
+        self.thresholds = np.asarray(p.thresholds, np.float64)
+        self.class_names = tuple(p.class_names)
+        self.nucleolar_classes = tuple(int(c) for c in p.nucleolar_classes)
         if self.thresholds.shape != (N_CLASSES,):
             raise ModelError(
-                f"model card of {card.name!r}: expected {N_CLASSES} thresholds, "
+                f"model card of {self.name!r}: expected {N_CLASSES} thresholds, "
                 f"got {self.thresholds.shape}"
             )
 
@@ -297,11 +299,20 @@ class LocalizationModel:
     def load(
         cls, name: Any = DEFAULT_MODEL, *, device: Any = "auto", root: Any = None
     ) -> LocalizationModel:
-        """Load a shipped model by name, or a model folder (``card.yaml`` + ``weights.pt``)."""
-        from cytolens.models import load_model
+        """Load a shipped model by name, or a model folder (:func:`cytolens.models.load`).
 
-        net, card = load_model(name, root=root, capability="classify")
-        return cls(net, card, device=device)
+        Examples
+        --------
+        >>> LocalizationModel.load("hpa-v1", device="cpu").nucleolar_classes
+        (2, 3, 4, 5)
+        """
+        from cytolens.models import load
+
+        return load(name, device=device, root=root, capability="classify")
+
+    def as_input(self, image: Any) -> np.ndarray:
+        """``(4, Y, X)`` float32 of an HPA image, normalized as the card says."""
+        return as_cyx_float(image, normalization=self.normalization)
 
     def predict_batch(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``(n, 28)`` of a batch ``(n, 4, y, x)`` already at the working scale."""
@@ -313,12 +324,16 @@ class LocalizationModel:
             t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
             return torch.sigmoid(self.network(t)).float().cpu().numpy()
 
-    def predict_image(self, image: Any, *, tile_size: int = 512) -> tuple[np.ndarray, int]:
-        """Probabilities ``(28,)`` of a whole image and the number of tiles used."""
+    def predict_image(self, image: Any, *, tile_size: int | None = None) -> tuple[np.ndarray, int]:
+        """Probabilities ``(28,)`` of a whole image and the number of tiles used.
+
+        ``tile_size`` defaults to the card's.
+        """
         from cytolens.classify.train import downscale
         from cytolens.core.tiling import iter_tiles
 
-        x = as_cyx_float(image)
+        tile_size = self.tile_size if tile_size is None else tile_size
+        x = self.as_input(image)
         if min(x.shape[1:]) * self.scale < self.network.divisor:
             raise InputError(
                 f"image of {x.shape[1]} x {x.shape[2]} px is too small: at the model's scale "
@@ -338,7 +353,7 @@ class LocalizationModel:
         self, image: Any, cells: np.ndarray, *, batch_size: int = 64
     ) -> tuple[np.ndarray, list[int]]:
         """Probabilities ``(n_cells, 28)`` of the masked crop of every cell, and the cell labels."""
-        x = as_cyx_float(image)
+        x = self.as_input(image)
         if cells.shape != x.shape[1:]:
             raise InputError(f"cells {cells.shape} and image {x.shape[1:]} differ in shape")
         probs, ids = [], []
@@ -348,25 +363,23 @@ class LocalizationModel:
         return (np.concatenate(probs) if probs else np.zeros((0, N_CLASSES), np.float32)), ids
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(model: str, device: str, stamp: int) -> LocalizationModel:
+def _load_cached(model: str, device: str, stamp: int = 0) -> LocalizationModel:
+    """Former cached loader: now :func:`cytolens.models.load` (one cache, keyed on mtime)."""
     return LocalizationModel.load(model, device=device)
 
 
 def _resolve(model: Any, device: str) -> LocalizationModel:
     if isinstance(model, LocalizationModel):
         return model
-    # a model folder retrained in place (--overwrite) must not be served from the cache
-    weights = Path(str(model)) / "weights.pt"
-    stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
-    return _load_cached(str(model), device, stamp)
+    # the one cache is keyed on the weights' mtime: a folder retrained in place is reloaded
+    return LocalizationModel.load(model, device=device)
 
 
 def localization(
     image_cyx: Any,
     *,
     model: Any = DEFAULT_MODEL,
-    tile_size: int = 512,
+    tile_size: int | None = None,
     device: str = "auto",
 ) -> LocalizationResult:
     """Where the green protein of an HPA image sits: a probability per class (multi-label).
@@ -379,10 +392,10 @@ def localization(
         uint8 / uint16 are scaled by their dtype range, floats taken as ``[0, 1]``.
     model : str or LocalizationModel
         A shipped model name (``"hpa-v1"``), a model folder, or a loaded model.
-    tile_size : int
-        Tile side in px of the input (each tile is classified whole at the
-        model's scale; probabilities are averaged over tiles weighted by
-        their cell content).
+    tile_size : int, optional
+        Tile side in px of the input (default: the card's ``tile_size``, 512
+        for ``hpa-v1``; each tile is classified whole at the model's scale;
+        probabilities are averaged over tiles weighted by their cell content).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
 
@@ -414,12 +427,13 @@ def localization(
     ([], False)
     """
     m = _resolve(model, device)
-    x = as_cyx_float(image_cyx)
+    x = m.as_input(image_cyx)
     probs, n_tiles = m.predict_image(x, tile_size=tile_size)
     return LocalizationResult(
         probabilities=probs.astype(np.float64),
         thresholds=m.thresholds.copy(),
         class_names=m.class_names,
+        nucleolar_classes=m.nucleolar_classes,
         tiles=n_tiles,
         model=m.name,
         no_signal=no_signal_reason(x),
@@ -478,7 +492,7 @@ def classify_cells(
     (1, True)
     """
     m = _resolve(model, device)
-    x = as_cyx_float(image_cyx)
+    x = m.as_input(image_cyx)
     nuclei, cells = segment_cells(
         x, nucleus_method=nucleus_method, nucleus_diameter=nucleus_diameter
     )
@@ -487,7 +501,11 @@ def classify_cells(
     if list(table["cell_id"]) != ids:
         raise ModelError("internal error: cell crops and the cell table disagree")
     pred = probs >= m.thresholds[None, :]
-    p_nuc = nucleolar_probability(probs, m.thresholds) if len(probs) else np.zeros(0)
+    p_nuc = (
+        nucleolar_probability(probs, m.thresholds, group=m.nucleolar_classes)
+        if len(probs)
+        else np.zeros(0)
+    )
     nucleolar = np.where(p_nuc >= 0.5, NUCLEOLAR_LABELS[0], NUCLEOLAR_LABELS[1])
     confidence = np.maximum(p_nuc, 1 - p_nuc)
     if len(probs) and no_signal_reason(x):

@@ -42,6 +42,7 @@ __all__ = [
     "HPADataset",
     "TrainConfig",
     "card_parameters",
+    "card_training",
     "fit_thresholds",
     "predict_probabilities",
     "sample_weights",
@@ -96,22 +97,44 @@ def card_parameters(
 ) -> dict[str, Any]:
     """The model-card ``parameters`` a :class:`~cytolens.classify.model.LocalizationModel` reads.
 
+    Exactly the :class:`~cytolens.models.schema.ClassifyParameters`
+    (validated); how the thresholds were chosen (``default_threshold``,
+    ``threshold_rule``) goes to the card's ``training`` (:func:`card_training`).
+
     Examples
     --------
     >>> p = card_parameters(TrainConfig(), np.full(28, 0.4), 0.5, "max F1 per class")
     >>> p["scale"], p["tile_size"], len(p["thresholds"]), p["class_names"][0]
     (0.5, 512, 28, 'Nucleoplasm')
     """
-    from cytolens.classify.hpa import CLASS_NAMES
+    from cytolens.classify.hpa import CLASS_NAMES, NUCLEOLAR_CLASSES
+    from cytolens.models.schema import ClassifyParameters
 
+    return ClassifyParameters(
+        scale=config.scale,
+        tile_size=512,
+        class_names=list(CLASS_NAMES),
+        thresholds=[round(float(t), 3) for t in thresholds],
+        nucleolar_classes=list(NUCLEOLAR_CLASSES),
+    ).model_dump(mode="json")
+
+
+def card_training(
+    config: TrainConfig, default_threshold: float, threshold_rule: str, **extra: Any
+) -> dict[str, Any]:
+    """The model card's documentation-only ``training``: configuration, threshold rule, ``extra``.
+
+    Examples
+    --------
+    >>> t = card_training(TrainConfig(), 0.5, "max F1 per class", seed=0)
+    >>> t["default_threshold"], t["seed"]
+    (0.5, 0)
+    """
     return {
-        "scale": config.scale,
-        "tile_size": 512,
-        "class_names": list(CLASS_NAMES),
-        "thresholds": [round(float(t), 3) for t in thresholds],
         "default_threshold": default_threshold,
         "threshold_rule": threshold_rule,
         "train_config": config.model_dump(),
+        **extra,
     }
 
 

@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cytolens.core.validate import check_array
 
-__all__ = ["Normalizer", "normalize_percentile", "sample_percentiles"]
+__all__ = [
+    "Normalizer",
+    "normalize_dtype_range",
+    "normalize_per_channel",
+    "normalize_percentile",
+    "sample_percentiles",
+]
 
 #: Pixels read by :func:`sample_percentiles` at most (16 Mi float32 = 64 MiB).
 MAX_SAMPLE = 1 << 24
@@ -126,6 +132,85 @@ def normalize_percentile(
     if clip:
         np.clip(out, 0, 1, out=out)
     return out
+
+
+def normalize_per_channel(
+    image: Any,
+    pmin: float = 1.0,
+    pmax: float = 99.8,
+    *,
+    channel_axis: int = 0,
+    clip: bool = False,
+    floor: float = 1e-6,
+) -> np.ndarray:
+    """Scale each channel by its own percentiles, taken on a bounded sample of the whole image.
+
+    ``(x - lo) / max(hi - lo, floor)`` per channel, in float32, with ``lo, hi``
+    from :func:`sample_percentiles`, so the tiles of a large image share one
+    scale; channels come first in the result.
+
+    Parameters
+    ----------
+    image : array_like
+        At least 3-D (each channel at least 2-D), channels along ``channel_axis``.
+    pmin, pmax : float
+        Percentiles, ``0 <= pmin < pmax <= 100``.
+    channel_axis : int
+        Axis of the channels (``-1`` for colour images read from JPEG/PNG).
+    clip : bool
+        Clip the result to ``[0, 1]``.
+    floor : float
+        Smallest percentile range divided by (a flat channel stays finite).
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        ``(C, ...)``.
+
+    Examples
+    --------
+    >>> x = np.stack([np.arange(100.0), 2 * np.arange(100.0)], axis=-1).reshape(10, 10, 2)
+    >>> y = normalize_per_channel(x, 0, 100, channel_axis=-1)
+    >>> y.shape, float(y[1].max())
+    ((2, 10, 10), 1.0)
+    """
+    data = np.moveaxis(np.asarray(image), channel_axis, 0)
+    out = np.empty(data.shape, np.float32)
+    for c in range(data.shape[0]):
+        lo, hi = sample_percentiles(data[c], pmin, pmax)
+        out[c] = (data[c].astype(np.float32) - lo) / max(hi - lo, floor)
+    if clip:
+        np.clip(out, 0, 1, out=out)
+    return out
+
+
+def normalize_dtype_range(data: Any, *, name: str = "image") -> np.ndarray:
+    """Scale by the dtype's range to ``[0, 1]``: integers by their maximum, floats clipped.
+
+    uint8 is divided by 255, uint16 by 65535 (any integer dtype by its
+    maximum), booleans become 0/1, floats are taken as already in ``[0, 1]``
+    (NaN as 0, clipped).
+
+    Raises
+    ------
+    InputError
+        For a dtype that is neither integer, boolean nor float.
+
+    Examples
+    --------
+    >>> normalize_dtype_range(np.array([0, 51, 255], np.uint8)).tolist()
+    [0.0, 0.20000000298023224, 1.0]
+    """
+    from cytolens.core.errors import InputError
+
+    data = np.asarray(data)
+    if data.dtype.kind == "b":
+        return data.astype(np.float32)
+    if data.dtype.kind in "iu":
+        return (data.astype(np.float32) / np.iinfo(data.dtype).max).clip(0, 1)
+    if data.dtype.kind == "f":
+        return np.nan_to_num(data.astype(np.float32)).clip(0, 1)
+    raise InputError(f"{name}: cannot use dtype {data.dtype}; expected integers or floats")
 
 
 class Normalizer(BaseModel):

@@ -200,17 +200,18 @@ def train_command(
 
     from cytolens.core.files import prepare_output_dir
     from cytolens.detect.annotations import read_annotations
-    from cytolens.detect.model import Detector, _load_cached
+    from cytolens.detect.model import Detector
     from cytolens.detect.train import (
         NORMALIZATION,
         TrainConfig,
         card_parameters,
+        card_training,
         fit_score_pivots,
         load_examples,
         train_detector,
     )
     from cytolens.io import imread
-    from cytolens.models import ModelCard, card_name_for, save_model
+    from cytolens.models import card_name_for, make_card, save_model
 
     # the base model and the annotations first: a wrong model or file fails before any output
     base = None if model in (None, "none") else Detector.load(model, device="cpu")
@@ -251,9 +252,8 @@ def train_command(
                 initial_classes=base.classes if base else None,
                 progress=show,
             )
-        card = ModelCard(
+        card = make_card(
             name=card_name_for(out, default="detector"),
-            version="1.0.0",
             task="object detection",
             architecture="CenterNet (cytolens.detect.network)",
             input_axes="YXC",
@@ -267,6 +267,7 @@ def train_command(
             else "cytolens detect train (from scratch)",
             normalization=NORMALIZATION,
             parameters=card_parameters(classes, cfg),
+            training=card_training(cfg),
             metrics={"train_s": round(time.perf_counter() - start, 1)},
         )
         # score pivots: raw score of best F1 on these training images -> 0.7 at prediction
@@ -279,7 +280,6 @@ def train_command(
         pivots = fit_score_pivots(pd.concat(preds, ignore_index=True), table, classes)
         card = card.model_copy(update={"parameters": {**card.parameters, "score_pivots": pivots}})
         folder = save_model(net.state_dict(), card, folder=out)
-    _load_cached.cache_clear()  # a folder loaded earlier may have been overwritten
     typer.echo(f"trained on {len(examples)} image(s), classes {classes}; model in {folder}")
 
 

@@ -3,7 +3,8 @@
 Prediction, for an image of any size:
 
 1. channels last -> ``(C, Y, X)`` float32; each channel scaled by its
-   percentiles 1 and 99.8 over the whole image (bounded sample, so tiles agree);
+   percentiles over the whole image (bounded sample, so tiles agree), as the
+   card's ``normalization`` says (1 and 99.8 for ``detect-bccd-v1``);
 2. resized by the model's ``scale`` (0.5 for ``detect-bccd-v1``: the network
    sees BCCD's 640x480 fields at 320x240);
 3. cut into overlapping tiles by :func:`cytolens.core.tiling.iter_tiles`;
@@ -25,24 +26,32 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cytolens.core.errors import InputError
-from cytolens.core.normalize import sample_percentiles
+from cytolens.core.errors import InputError, ModelError
 from cytolens.core.validate import check_array
+from cytolens.models.predictor import Predictor
+from cytolens.models.schema import PercentileNormalization
 
-__all__ = ["DEFAULT_MODEL", "Detector", "calibrate_score", "detect", "prepare_image"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "NORMALIZATION",
+    "Detector",
+    "calibrate_score",
+    "detect",
+    "prepare_image",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "detect-bccd-v1"
 #: Default score threshold: boxes below it are not reported.
 MIN_SCORE = 0.7
+#: The input normalization of the detectors (and their cards): per channel, percentiles 1, 99.8.
+NORMALIZATION = PercentileNormalization(pmin=1.0, pmax=99.8, per_channel=True)
 
 
 def calibrate_score(raw: Any, pivot: float, target: float = MIN_SCORE) -> Any:
@@ -77,8 +86,15 @@ def calibrate_score(raw: Any, pivot: float, target: float = MIN_SCORE) -> Any:
     return low * (raw < pivot) + high * (raw >= pivot)
 
 
-def prepare_image(image: Any, *, channels: int, name: str = "image") -> np.ndarray:
-    """``(C, Y, X)`` float32, each channel scaled by its percentiles 1 and 99.8.
+def prepare_image(
+    image: Any, *, channels: int, name: str = "image", normalization: Any = None
+) -> np.ndarray:
+    """``(C, Y, X)`` float32, each channel normalized as the model's card says.
+
+    ``normalization`` is the card's (a per-channel
+    :class:`~cytolens.models.schema.PercentileNormalization`); by default
+    :data:`NORMALIZATION`, each channel scaled by its percentiles 1 and 99.8
+    (:func:`~cytolens.core.normalize.normalize_per_channel`).
 
     Accepts ``(Y, X)``, ``(Y, X, C)`` (colour, channels last, as read from
     JPEG/PNG) or an :class:`~cytolens.core.image.Image` with a ``C`` axis
@@ -115,29 +131,50 @@ def prepare_image(image: Any, *, channels: int, name: str = "image") -> np.ndarr
             f"{name} has {data.shape[-1]} channel(s) (shape {data.shape}); the model expects "
             f"{channels}"
         )
-    out = np.empty((channels, *data.shape[:2]), np.float32)
-    for c in range(channels):
-        lo, hi = sample_percentiles(data[..., c], 1.0, 99.8)
-        out[c] = (data[..., c].astype(np.float32) - lo) / max(hi - lo, 1e-6)
-    return out
+    norm = NORMALIZATION if normalization is None else normalization
+    if getattr(norm, "kind", None) != "percentile" or not norm.per_channel:
+        raise InputError(
+            f"a detector normalizes each channel by its percentiles; the card gives {norm!r}"
+        )
+    return norm.apply(data, channel_axis=-1)
 
 
-@dataclass
-class Detector:
+class Detector(Predictor):
     """A loaded detector: network, class names and the constants of its card.
 
-    Use :meth:`load`; :meth:`predict` returns a box table.
+    Use :meth:`load` (or :func:`cytolens.models.load`); :meth:`predict`
+    returns a box table. From the card
+    (:class:`~cytolens.models.schema.DetectParameters`): ``classes``,
+    ``scale``, ``overlap``, ``min_score`` (the default threshold) and
+    ``score_pivots``; ``in_channels`` from its network.
+
+    Examples
+    --------
+    >>> det = Detector.load(device="cpu")
+    >>> det.classes, det.scale, det.min_score
+    (['RBC', 'WBC', 'Platelets'], 0.5, 0.7)
     """
 
-    net: Any
-    device: Any
-    name: str
-    classes: list[str]
-    in_channels: int
-    scale: float
-    overlap: int
-    card: Any
-    score_pivots: dict[str, float] | None = None
+    capability = "detect"
+
+    def configure(self) -> None:
+        """Read the card's detection parameters."""
+        p = self.params
+        self.classes: list[str] = list(p.classes)
+        self.scale = float(p.scale)
+        self.overlap = int(p.overlap)
+        self.min_score = float(p.min_score)
+        self.score_pivots: dict[str, float] | None = (
+            None if p.score_pivots is None else dict(p.score_pivots)
+        )
+        self.in_channels = int(self.card.network["kwargs"]["in_channels"])
+        if getattr(self.normalization, "kind", None) != "percentile" or not (
+            self.normalization.per_channel
+        ):
+            raise ModelError(
+                f"model card of {self.name!r}: a detector needs a per-channel percentile "
+                "normalization (kind: percentile, per_channel: true)"
+            )
 
     @classmethod
     def load(
@@ -145,45 +182,38 @@ class Detector:
     ) -> Detector:
         """Load a shipped model by name, or a model folder written by training.
 
+        The one loader :func:`cytolens.models.load` (one cache, refreshed
+        when the folder's weights change).
+
         Raises
         ------
         cytolens.core.errors.ModelError
             Unknown model, weights that fail their checksum or do not fit.
-        """
-        from cytolens.core.devices import resolve_device
 
-        return _load_cached(str(model), str(resolve_device(device)))
+        Examples
+        --------
+        >>> Detector.load("detect-bccd-v1", device="cpu").in_channels
+        3
+        """
+        from cytolens.models import load
+
+        return load(model, device=device, capability="detect")
 
     @classmethod
     def from_network(cls, net: Any, card: Any, *, device: Any = "cpu") -> Detector:
         """A detector from a network in memory and its card (e.g. right after training).
 
-        ``card.parameters`` must hold ``classes``, ``scale`` and ``overlap``;
-        ``score_pivots`` is optional (raw heatmap scores without it).
+        ``card.parameters`` must hold ``classes``, ``scale``, ``overlap`` and
+        ``min_score``; ``score_pivots`` is optional (raw heatmap scores
+        without it). Same as :meth:`from_card`.
         """
-        import torch
-
-        from cytolens.core.devices import resolve_device
-
-        params = card.parameters
-        dev = torch.device(str(resolve_device(device)))
-        return cls(
-            net=net.to(dev).eval(),
-            device=dev,
-            name=card.name,
-            classes=list(params["classes"]),
-            in_channels=int(card.network["kwargs"]["in_channels"]),
-            scale=float(params["scale"]),
-            overlap=int(params["overlap"]),
-            card=card,
-            score_pivots=params.get("score_pivots"),
-        )
+        return cls.from_card(net, card, device=device)
 
     def predict(
         self,
         image: Any,
         *,
-        min_score: float = MIN_SCORE,
+        min_score: float | None = None,
         iou_threshold: float = 0.5,
         tile_size: int = 512,
         max_per_tile: int = 300,
@@ -195,8 +225,8 @@ class Detector:
         ----------
         image : array_like or Image
             ``(Y, X)``, ``(Y, X, C)`` or an ``Image`` (axes YX, YXC or CYX).
-        min_score : float
-            Confidence threshold in [0, 1].
+        min_score : float, optional
+            Confidence threshold in [0, 1]; default the card's ``min_score``.
         iou_threshold : float
             Non-maximum suppression overlap in [0, 1].
         tile_size : int
@@ -221,6 +251,8 @@ class Detector:
         from cytolens.core.tiling import iter_tiles
         from cytolens.detect.boxes import batched_nms
 
+        if min_score is None:
+            min_score = self.min_score
         if not 0 <= min_score <= 1:
             raise InputError(f"min_score must be in [0, 1], got {min_score!r}")
         if not 0 <= iou_threshold <= 1:
@@ -229,7 +261,9 @@ class Detector:
             raise InputError(f"tile_size must be a whole number >= 32, got {tile_size!r}")
         if int(max_per_tile) != max_per_tile or max_per_tile < 1:
             raise InputError(f"max_per_tile must be a whole number >= 1, got {max_per_tile!r}")
-        x = prepare_image(image, channels=self.in_channels, name=name)
+        x = prepare_image(
+            image, channels=self.in_channels, name=name, normalization=self.normalization
+        )
         height, width = x.shape[1:]
         x = _rescale(x, self.scale)
         shape = x.shape[1:]
@@ -283,7 +317,7 @@ class Detector:
         _c, h, w = patch.shape
         ph, pw = -h % 16, -w % 16
         t = torch.from_numpy(np.pad(patch, ((0, 0), (0, ph), (0, pw)), mode="reflect"))
-        heat, size, offset = self.net(t[None].to(self.device))
+        heat, size, offset = self.network(t[None].to(self.device))
         heat = torch.sigmoid(heat[0].float()).cpu()
         if self.score_pivots:
             for i, cls in enumerate(self.classes):
@@ -318,19 +352,19 @@ def _rescale(x: np.ndarray, scale: float) -> np.ndarray:
     ].numpy()
 
 
-@cache
 def _load_cached(model: str, device: str) -> Detector:
-    from cytolens.models import load_model
+    """Former cached loader: now :func:`cytolens.models.load` (one cache)."""
+    return Detector.load(model, device=device)
 
-    net, card = load_model(model, capability="detect")
-    return Detector.from_network(net, card, device=device)
+
+_load_cached.cache_clear = lambda: None  # type: ignore[attr-defined]  # the cache is keyed on mtime
 
 
 def detect(
     image: Any,
     *,
     model: str | os.PathLike[str] | Detector = DEFAULT_MODEL,
-    min_score: float = MIN_SCORE,
+    min_score: float | None = None,
     iou_threshold: float = 0.5,
     device: Any = "auto",
 ) -> pd.DataFrame:
@@ -343,8 +377,9 @@ def detect(
     model : str, path or Detector
         A shipped model name, a folder written by ``cytolens detect train``,
         or a loaded :class:`Detector`.
-    min_score : float
-        Boxes with a lower confidence are dropped (default 0.7).
+    min_score : float, optional
+        Boxes with a lower confidence are dropped (default: the model card's
+        ``min_score``, 0.7 for ``detect-bccd-v1``).
     iou_threshold : float
         Boxes of one class overlapping more than this are merged (NMS).
     device : {"auto", "cpu", "cuda", "mps"}

@@ -27,11 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cytolens.core.errors import InputError
 from cytolens.detect.annotations import validate_boxes
+from cytolens.detect.model import NORMALIZATION as _DETECTOR_NORMALIZATION
 
 __all__ = [
     "NORMALIZATION",
     "TrainConfig",
     "card_parameters",
+    "card_training",
     "fit_score_pivots",
     "load_examples",
     "train_detector",
@@ -56,12 +58,17 @@ class TrainConfig(BaseModel):
     threads: int = Field(2, ge=1)
 
 
-#: The input normalization of :func:`~cytolens.detect.model.prepare_image`, as a card states it.
-NORMALIZATION = {"kind": "percentile", "pmin": 1.0, "pmax": 99.8, "per_channel": True}
+#: The input normalization of :func:`~cytolens.detect.model.prepare_image`, as a card states it
+#: (the one of :mod:`cytolens.detect.model`).
+NORMALIZATION = _DETECTOR_NORMALIZATION
 
 
 def card_parameters(classes: Sequence[str], config: TrainConfig) -> dict[str, Any]:
     """The model-card ``parameters`` a :class:`~cytolens.detect.model.Detector` is loaded from.
+
+    Exactly the :class:`~cytolens.models.schema.DetectParameters` (validated);
+    the training configuration goes to the card's ``training``
+    (:func:`card_training`).
 
     Examples
     --------
@@ -70,14 +77,22 @@ def card_parameters(classes: Sequence[str], config: TrainConfig) -> dict[str, An
     (['RBC', 'WBC'], 0.5, 64, 0.7)
     """
     from cytolens.detect.model import MIN_SCORE
+    from cytolens.models.schema import DetectParameters
 
-    return {
-        "classes": list(classes),
-        "scale": config.scale,
-        "overlap": config.overlap,
-        "min_score": MIN_SCORE,
-        "train_config": config.model_dump(),
-    }
+    return DetectParameters(
+        classes=list(classes), scale=config.scale, overlap=config.overlap, min_score=MIN_SCORE
+    ).model_dump(mode="json", exclude_none=True)
+
+
+def card_training(config: TrainConfig, **extra: Any) -> dict[str, Any]:
+    """The model card's documentation-only ``training`` section: the configuration, and ``extra``.
+
+    Examples
+    --------
+    >>> card_training(TrainConfig(), split_file="split.json")["train_config"]["scale"]
+    0.5
+    """
+    return {"train_config": config.model_dump(), **extra}
 
 
 class Example:

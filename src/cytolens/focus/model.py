@@ -10,14 +10,12 @@ downloaded.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
 
-from cytolens.core.errors import InputError
-from cytolens.core.normalize import Normalizer
+from cytolens.core.errors import InputError, ModelError
+from cytolens.models.predictor import Predictor
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -70,22 +68,24 @@ def expected_level(probabilities: Any) -> np.ndarray:
     return p @ np.arange(p.shape[-1], dtype=np.float64)
 
 
-@dataclass
-class FocusModel:
+class FocusModel(Predictor):
     """A loaded focus-rating network with its normalization and constants.
 
-    Use :meth:`load`; :meth:`predict` turns raw patches into level probabilities.
+    Use :meth:`load` (or :func:`cytolens.models.load`); :meth:`predict` turns
+    raw patches into level probabilities. Everything below comes from the
+    model card (:class:`~cytolens.models.schema.FocusParameters`).
 
     Attributes
     ----------
-    net : torch.nn.Module
-        The network, in eval mode, on ``device``.
+    network : torch.nn.Module
+        The network, in eval mode, on ``device`` (also ``net``).
     device : torch.device
         Where it runs.
     name : str
         Model name in the registry.
-    normalizer : Normalizer
-        Percentile normalization applied per image before rating.
+    normalizer : PercentileNormalization
+        Percentile normalization applied per image before rating (the card's
+        ``normalization``, also ``normalization``).
     n_levels : int
         Number of defocus levels.
     in_focus_levels : int
@@ -96,28 +96,44 @@ class FocusModel:
         Patch size the network was trained on.
     card : cytolens.models.ModelCard
         The model card.
+
+    Examples
+    --------
+    >>> fm = FocusModel.load(device="cpu")
+    >>> fm.n_levels, fm.in_focus_max_level, fm.patch_size
+    (11, 2, 84)
     """
 
-    net: Any
-    device: Any
-    name: str
-    normalizer: Normalizer
-    n_levels: int
-    in_focus_levels: int
-    blank_certainty: float
-    patch_size: int
-    card: Any
+    capability = "focus"
+
+    def configure(self) -> None:
+        """Read the card's focus parameters; the normalization must be a percentile one."""
+        from cytolens.models.schema import PercentileNormalization
+
+        p = self.params
+        self.n_levels: int = p.n_levels
+        self.in_focus_levels: int = p.in_focus_levels
+        self.blank_certainty: float = p.blank_certainty
+        self.patch_size: int = p.patch_size
+        if not isinstance(self.normalization, PercentileNormalization) or (
+            self.normalization.per_channel
+        ):
+            raise ModelError(
+                f"model card of {self.name!r}: a focus model needs a whole-image percentile "
+                f"normalization, got {self.normalization!r}"
+            )
+        self.normalizer = self.normalization
 
     @classmethod
     def load(
         cls, name: str = DEFAULT_MODEL, *, device: Any = "auto", root: Any = None
     ) -> FocusModel:
-        """Load a shipped model by name (cached per name, device and root).
+        """Load a shipped model by name (:func:`cytolens.models.load`, one cache).
 
         Parameters
         ----------
         name : str
-            Model name, e.g. ``"focus-miq-v1"``.
+            Model name, e.g. ``"focus-miq-v1"``, or a model folder.
         device : {"auto", "cpu", "cuda", "mps"} or torch.device
             Where to run.
         root : path, optional
@@ -126,12 +142,17 @@ class FocusModel:
         Raises
         ------
         cytolens.core.errors.ModelError
-            For an unknown model or weights that fail their checksum.
-        """
-        from cytolens.core.devices import resolve_device
+            For an unknown model, a model of another capability, or weights
+            that fail their checksum.
 
-        dev = resolve_device(device)
-        return _load_cached(name, str(dev), None if root is None else str(root))
+        Examples
+        --------
+        >>> FocusModel.load("focus-miq-v1", device="cpu").name
+        'focus-miq-v1'
+        """
+        from cytolens.models import load
+
+        return load(name, device=device, root=root, capability="focus")
 
     @property
     def in_focus_max_level(self) -> int:
@@ -147,7 +168,8 @@ class FocusModel:
             ``(N, H, W)`` raw intensities.
         lo, hi : float
             The image's intensity percentiles ``normalizer.pmin`` and
-            ``normalizer.pmax``; patches are scaled by ``(x - lo) / (hi - lo)``.
+            ``normalizer.pmax`` (``normalizer.limits(image)``); patches are
+            scaled by ``(x - lo) / (hi - lo)`` (``normalizer.scale``).
         batch_size : int
             Patches per forward pass.
 
@@ -161,39 +183,15 @@ class FocusModel:
         x = np.asarray(patches, dtype=np.float32)
         if x.ndim != 3:
             raise InputError(f"patches must be (N, H, W), got shape {x.shape}")
-        x = (x - np.float32(lo)) / np.float32(hi - lo + 1e-20)
-        if self.normalizer.clip:
-            np.clip(x, 0, 1, out=x)
+        x = self.normalization.scale(x, lo, hi)
         out = []
         with torch.inference_mode():
             for start in range(0, len(x), batch_size):
                 t = torch.from_numpy(x[start : start + batch_size, None]).to(self.device)
-                out.append(torch.softmax(self.net(t).float(), dim=1).cpu().numpy())
+                out.append(torch.softmax(self.network(t).float(), dim=1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.n_levels), np.float32)
 
 
-@cache
 def _load_cached(name: str, device: str, root: str | None) -> FocusModel:
-    import torch
-
-    from cytolens.focus.network import FocusNet
-    from cytolens.models import load_card, load_state_dict
-
-    card = load_card(name, root=root, capability="focus")
-    params = card.parameters
-    net = FocusNet(n_levels=int(params["n_levels"]), width=int(params["width"]))
-    net.load_state_dict(load_state_dict(name, root=root))
-    dev = torch.device(device)
-    net.to(dev).eval()
-    logger.info("loaded focus model %s on %s", name, dev)
-    return FocusModel(
-        net=net,
-        device=dev,
-        name=name,
-        normalizer=Normalizer(**card.normalization),
-        n_levels=int(params["n_levels"]),
-        in_focus_levels=int(params["in_focus_levels"]),
-        blank_certainty=float(params["blank_certainty"]),
-        patch_size=int(params["patch_size"]),
-        card=card,
-    )
+    """Former cached loader: now :func:`cytolens.models.load` (one cache)."""
+    return FocusModel.load(name, device=device, root=root)

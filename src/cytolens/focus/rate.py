@@ -20,7 +20,6 @@ import pandas as pd
 from cytolens.core.axes import check_axes, move_axes
 from cytolens.core.errors import InputError
 from cytolens.core.image import Image
-from cytolens.core.normalize import sample_percentiles
 from cytolens.core.progress import progress_reporter
 from cytolens.core.tiling import iter_tiles
 from cytolens.core.validate import check_array
@@ -213,7 +212,7 @@ def rate_focus(
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size!r}")
     fm = model if isinstance(model, FocusModel) else FocusModel.load(model, device=device)
-    lo, hi = sample_percentiles(arr, fm.normalizer.pmin, fm.normalizer.pmax)
+    lo, hi = fm.normalizer.limits(arr)
     n_rows, n_cols = arr.shape[0] // ps, arr.shape[1] // ps
     tiles = iter_tiles((n_rows * ps, n_cols * ps), ps)
     probs = np.zeros((len(tiles), fm.n_levels), np.float32)

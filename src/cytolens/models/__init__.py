@@ -5,6 +5,15 @@ dict). The card records the task, architecture, training data and licence,
 normalization, input axes, held-out metrics and the sha256 of the weights,
 which is checked on every load. Nothing is ever downloaded.
 
+One model contract: the card is the single source of truth. Its
+``parameters`` hold exactly what the capability's predictor reads (a
+pydantic schema per capability, :mod:`cytolens.models.schema`, with a
+``schema_version``, no unknown keys) and ``normalization`` is a typed union
+(percentile or dtype range); documentation-only metadata goes to
+``training``. :func:`load` is the one loader (one cache) and returns the
+capability's :class:`~cytolens.models.predictor.Predictor`; :func:`make_card`
+is the one card factory.
+
 Examples
 --------
 >>> import tempfile, torch
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -31,15 +41,21 @@ from cytolens.core.errors import ModelError
 from cytolens.core.files import atomic_path
 
 __all__ = [
+    "PREDICTORS",
     "ModelCard",
     "build_network",
     "card_capability",
     "card_name_for",
+    "check_card",
+    "clear_cache",
     "list_models",
+    "load",
     "load_card",
     "load_model",
     "load_state_dict",
+    "make_card",
     "model_dir",
+    "predictor_class",
     "save_model",
     "sha256",
 ]
@@ -64,9 +80,16 @@ class ModelCard(BaseModel):
     training_data: list[str]
     training_command: str
     licence: str = "BSD-3-Clause (weights); see training_data for the data terms"
+    #: How inputs are scaled: a :data:`~cytolens.models.schema.Normalization`
+    #: (``kind`` percentile or dtype_range), checked by :func:`load_card`.
     normalization: dict[str, Any] = Field(default_factory=dict)
+    #: What the predictor reads at inference, exactly: the capability's schema
+    #: (:data:`~cytolens.models.schema.PARAMETER_SCHEMAS`), checked by :func:`load_card`.
     parameters: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    #: Documentation only, never read by the code: training configuration,
+    #: split, seed, steps, timing, held-out lists, supports, threshold rules.
+    training: dict[str, Any] = Field(default_factory=dict)
     sha256: str = ""
     torch_version: str = ""
     description: str = ""
@@ -120,12 +143,17 @@ def load_card(
 ) -> ModelCard:
     """Read a model's card; with ``capability``, refuse a model made for another one.
 
+    The card's ``parameters`` and ``normalization`` are checked against the
+    contract of its capability (:func:`check_card`).
+
     Raises
     ------
     ModelError
         For an unknown model, a card that is not valid YAML or misses fields,
-        or a model of another capability (e.g. a segmentation model given to
-        focus rating).
+        parameters or normalization breaking the contract (naming the file
+        and the field, e.g. ``.../card.yaml: parameters.n_levels: Field
+        required``), or a model of another capability (e.g. a segmentation
+        model given to focus rating).
 
     Examples
     --------
@@ -139,10 +167,13 @@ def load_card(
     path = model_dir(name, root=root) / CARD_FILE
     try:
         card = ModelCard.model_validate(yaml.safe_load(path.read_text()))
-    except (yaml.YAMLError, ValidationError, UnicodeDecodeError) as exc:
+    except ValidationError as exc:
+        raise ModelError(f"{path}: {_first_error(exc)}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a valid model card ({first})") from None
     found = card_capability(card)
+    check_card(card, source=path)
     if capability is not None and found != capability:
         mine = [m for m in list_models() if card_capability(load_card(m)) == capability]
         raise ModelError(
@@ -150,6 +181,78 @@ def load_card(
             f"not a {capability} model; {capability} models: {', '.join(mine) or 'none'}"
         )
     return card
+
+
+def _first_error(exc: Any, prefix: str = "") -> str:
+    """``field.path: message`` of a pydantic error (the first one, and how many more)."""
+    from cytolens.models.schema import DtypeRangeNormalization, PercentileNormalization
+
+    tags = {
+        PercentileNormalization.model_fields["kind"].default,
+        DtypeRangeNormalization.model_fields["kind"].default,
+    }
+    errors = exc.errors()
+    err = errors[0]
+    loc = [str(p) for p in err["loc"]]
+    if prefix == "normalization" and loc and loc[0] in tags:
+        loc = loc[1:]  # the union's tag, not a field
+    field = ".".join([p for p in (prefix, *loc) if p]) or prefix or "card"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{field}: {err['msg']}{more}"
+
+
+def check_card(card: ModelCard, *, source: Any = None) -> tuple[Any, Any]:
+    """Validate a card's ``parameters`` and ``normalization`` against the contract.
+
+    The capability comes from the card's network entry point; a card of no
+    cytolens capability (no ``network``) is not checked.
+
+    Parameters
+    ----------
+    card : ModelCard
+        The card.
+    source : path-like, optional
+        Where the card comes from, named in messages (default: its name).
+
+    Returns
+    -------
+    params, normalization
+        The typed :mod:`cytolens.models.schema` instances (``None, None`` for
+        a card without a capability).
+
+    Raises
+    ------
+    ModelError
+        Naming the card and the field, e.g.
+        ``card.yaml: parameters.n_levels: Field required``.
+
+    Examples
+    --------
+    >>> params, norm = check_card(load_card("focus-miq-v1"))
+    >>> params.n_levels, norm.kind
+    (11, 'percentile')
+    """
+    from pydantic import ValidationError
+
+    from cytolens.models.schema import (
+        PARAMETER_SCHEMAS,
+        parse_normalization,
+        parse_parameters,
+    )
+
+    capability = card_capability(card)
+    if capability not in PARAMETER_SCHEMAS:
+        return None, None
+    where = source if source is not None else f"model card of {card.name!r}"
+    try:
+        params = parse_parameters(card.parameters, capability)
+    except ValidationError as exc:
+        raise ModelError(f"{where}: {_first_error(exc, 'parameters')}") from None
+    try:
+        norm = parse_normalization(card.normalization)
+    except ValidationError as exc:
+        raise ModelError(f"{where}: {_first_error(exc, 'normalization')}") from None
+    return params, norm
 
 
 def load_state_dict(name: str, *, root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -263,6 +366,238 @@ def load_model(
     name, root = _locate(name_or_path, root)
     net = build_network(name, root=root, capability=capability)
     return net, load_card(name, root=root)
+
+
+#: Capability -> its predictor class (``"module:Class"``, imported when first needed).
+PREDICTORS: dict[str, str] = {
+    "focus": "cytolens.focus.model:FocusModel",
+    "segment": "cytolens.segment.model:NucleusSegmenter",
+    "detect": "cytolens.detect.model:Detector",
+    "classify": "cytolens.classify.model:LocalizationModel",
+}
+
+
+def predictor_class(capability: str | None) -> Any:
+    """The predictor class of a capability (see :data:`PREDICTORS`).
+
+    Examples
+    --------
+    >>> predictor_class("segment").__name__
+    'NucleusSegmenter'
+    """
+    import importlib
+
+    if capability not in PREDICTORS:
+        raise ModelError(
+            f"no predictor for capability {capability!r}; known: {', '.join(PREDICTORS)}"
+        )
+    module, _, attr = PREDICTORS[capability].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _folder(name_or_path: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> Path:
+    name, base = _locate(name_or_path, root)
+    return model_dir(name, root=base).resolve()
+
+
+def _stamp(folder: Path) -> tuple[int, int]:
+    """Modification times (ns) of a model folder's weights and card."""
+    weights = folder / WEIGHTS_FILE
+    return (weights.stat().st_mtime_ns if weights.is_file() else 0), (
+        (folder / CARD_FILE).stat().st_mtime_ns
+    )
+
+
+_CACHE: dict[tuple[str, tuple[int, int], str], Any] = {}
+_CACHE_LOCK = threading.RLock()
+#: Most predictors kept in the cache (the oldest is dropped first).
+CACHE_SIZE = 8
+
+
+def clear_cache() -> None:
+    """Forget every predictor loaded by :func:`load`.
+
+    Examples
+    --------
+    >>> clear_cache()
+    """
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def load(
+    name_or_path: str | os.PathLike[str],
+    *,
+    device: Any = "auto",
+    root: str | os.PathLike[str] | None = None,
+    capability: str | None = None,
+) -> Any:
+    """Load a model's predictor: the one entry point, with one cache.
+
+    The card is read and checked against the contract
+    (:mod:`cytolens.models.schema`), the network rebuilt from it
+    (:func:`build_network`, weights checked against the sha256), and wrapped
+    in its capability's predictor (:data:`PREDICTORS`). Predictors are cached
+    by model folder, the modification times of its weights and card, and the
+    device: a model retrained in place is loaded afresh.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A shipped model's name, or a model folder (``card.yaml`` + ``weights.pt``).
+    device : {"auto", "cpu", "cuda", "mps"} or torch.device
+        Where the network runs.
+    root : path-like, optional
+        Folder of model folders (default: the package's weights).
+    capability : str, optional
+        Refuse a model of another capability (``"focus"``, ``"segment"``...).
+
+    Returns
+    -------
+    Predictor
+        ``FocusModel``, ``NucleusSegmenter``, ``Detector`` or ``LocalizationModel``.
+
+    Raises
+    ------
+    ModelError
+        Unknown model, a card that breaks the contract (naming the file and
+        the field), weights that fail their checksum, a model of another
+        capability.
+
+    Examples
+    --------
+    >>> seg = load("nuclei-v1", device="cpu")
+    >>> type(seg).__name__, seg.params.diameter_px
+    ('NucleusSegmenter', 16.0)
+    >>> load("nuclei-v1", device="cpu") is seg
+    True
+    """
+    from cytolens.core.devices import resolve_device
+
+    folder = _folder(name_or_path, root)
+    dev = str(resolve_device(device))
+    key = (str(folder), _stamp(folder), dev)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            if capability is not None:  # refuse a model of another capability, cached or not
+                load_card(folder.name, root=folder.parent, capability=capability)
+            return _CACHE[key]
+        card = load_card(folder.name, root=folder.parent, capability=capability)
+        cls = predictor_class(card_capability(card))
+        net = build_network(folder.name, root=folder.parent)
+        predictor = cls.from_card(net, card, device=dev)
+        for old in [k for k in _CACHE if k[0] == key[0] and k[2] == dev]:
+            del _CACHE[old]  # an older version of the same folder
+        while len(_CACHE) >= CACHE_SIZE:
+            del _CACHE[next(iter(_CACHE))]
+        _CACHE[key] = predictor
+        return predictor
+
+
+def make_card(
+    *,
+    name: str,
+    task: str,
+    architecture: str,
+    input_axes: str,
+    network: dict[str, Any],
+    parameters: Any,
+    normalization: Any,
+    training_data: list[str],
+    training_command: str,
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    version: str = "1.0.0",
+    **fields: Any,
+) -> ModelCard:
+    """Make a model card: the one factory, checking it against the contract.
+
+    ``parameters`` (what the predictor reads) are validated against the
+    capability's schema (the capability comes from ``network``'s entry
+    point) and written with their ``schema_version``; ``training`` holds
+    documentation only (configuration, split, seed, timing...).
+
+    Parameters
+    ----------
+    name, task, architecture, input_axes : str
+        As in :class:`ModelCard`.
+    network : dict
+        ``{"entry_point": "cytolens.<capability>.network:Class", "kwargs": {...}}``.
+    parameters : dict or cytolens.models.schema.Parameters
+        Inference parameters.
+    normalization : dict or PercentileNormalization or DtypeRangeNormalization
+        Input normalization.
+    training_data : list of str
+        Data and their licences.
+    training_command : str
+        How the model was made.
+    training : dict, optional
+        Documentation-only training metadata.
+    metrics : dict, optional
+        Held-out metrics.
+    version : str
+        Model version.
+    **fields
+        Other :class:`ModelCard` fields (``licence``, ``description``...).
+
+    Returns
+    -------
+    ModelCard
+
+    Raises
+    ------
+    ModelError
+        Parameters or normalization breaking the contract.
+
+    Examples
+    --------
+    >>> card = make_card(
+    ...     name="my-focus", task="focus", architecture="FocusNet", input_axes="YX",
+    ...     network={"entry_point": "cytolens.focus.network:FocusNet",
+    ...              "kwargs": {"n_levels": 11, "width": 12}},
+    ...     parameters={"n_levels": 11, "patch_size": 84, "in_focus_levels": 3,
+    ...                 "blank_certainty": 0.01},
+    ...     normalization={"kind": "percentile", "pmin": 1.0, "pmax": 99.8},
+    ...     training_data=["none"], training_command="-", training={"seed": 0})
+    >>> card.parameters["schema_version"], card.training
+    (1, {'seed': 0})
+    """
+    from pydantic import BaseModel
+
+    def dump(value: Any) -> dict[str, Any]:
+        if isinstance(value, BaseModel):
+            return value.model_dump(mode="json", exclude_none=True)
+        return dict(value or {})
+
+    card = ModelCard(
+        name=name,
+        version=version,
+        task=task,
+        architecture=architecture,
+        input_axes=input_axes,
+        network=network,
+        training_data=list(training_data),
+        training_command=training_command,
+        normalization=dump(normalization),
+        parameters=dump(parameters),
+        metrics=dict(metrics or {}),
+        training=dict(training or {}),
+        **fields,
+    )
+    params, norm = check_card(card)
+    if params is None:
+        raise ModelError(
+            f"model card of {name!r}: network entry point {network.get('entry_point')!r} "
+            f"names no cytolens capability ({', '.join(PREDICTORS)})"
+        )
+    return card.model_copy(
+        update={
+            "parameters": params.model_dump(mode="json", exclude_none=True),
+            "normalization": norm.model_dump(
+                mode="json", exclude=None if norm.description else {"description"}
+            ),
+        }
+    )
 
 
 def card_name_for(folder: str | os.PathLike[str], default: str = "model") -> str:

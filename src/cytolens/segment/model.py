@@ -31,15 +31,15 @@ giving ``diameter`` is better.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from cytolens.core.errors import InputError, ModelError
 from cytolens.core.plane import single_plane
+from cytolens.models.predictor import Predictor
 from cytolens.segment.classical import checked_diameter_px, estimate_diameter
 from cytolens.segment.preprocess import (
     SEGMENT_HINT,
@@ -49,9 +49,6 @@ from cytolens.segment.preprocess import (
     normalized_plane,
 )
 from cytolens.segment.representation import instances_from_maps
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["DEFAULT_MODEL", "NucleusSegmenter", "nuclei", "rescale_plane"]
 
@@ -98,7 +95,7 @@ def _median_diameter(labels: np.ndarray) -> float | None:
     return float(np.sqrt(4 * np.median(sizes) / np.pi)) if sizes.size else None
 
 
-class NucleusSegmenter:
+class NucleusSegmenter(Predictor):
     """A shipped nucleus model ready to segment images.
 
     Parameters
@@ -106,8 +103,10 @@ class NucleusSegmenter:
     network : torch.nn.Module
         The U-Net (:class:`cytolens.segment.network.UNet`), weights loaded.
     card : cytolens.models.ModelCard
-        Its model card; ``parameters`` holds ``diameter_px``, ``fg_threshold``,
-        ``seed_threshold``, ``min_size_px`` and ``tile_overlap``.
+        Its model card; ``parameters`` (:class:`~cytolens.models.schema.SegmentParameters`)
+        holds ``diameter_px``, ``fg_threshold``, ``seed_threshold``,
+        ``min_size_px`` and ``tile_overlap``; ``normalization`` the percentile
+        normalization of the input plane.
     device : str or torch.device
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
 
@@ -122,40 +121,40 @@ class NucleusSegmenter:
     1
     """
 
-    def __init__(self, network: torch.nn.Module, card: Any, *, device: Any = "auto") -> None:
-        from cytolens.core.devices import resolve_device
+    capability = "segment"
 
-        self.card = card
-        self.device = resolve_device(device)
-        self.network = network.to(self.device).eval()
-        params = card.parameters
-        try:
-            self.diameter = float(params["diameter_px"])
-            self.fg_threshold = float(params["fg_threshold"])
-            self.seed_threshold = float(params["seed_threshold"])
-            self.min_size_px = float(params["min_size_px"])
-            self.overlap = int(params["tile_overlap"])
-        except KeyError as exc:
+    def configure(self) -> None:
+        """Read the card's segmentation parameters; the normalization must be a percentile one."""
+        from cytolens.models.schema import PercentileNormalization
+
+        p = self.params
+        self.diameter = float(p.diameter_px)
+        self.fg_threshold = float(p.fg_threshold)
+        self.seed_threshold = float(p.seed_threshold)
+        self.min_size_px = float(p.min_size_px)
+        self.overlap = int(p.tile_overlap)
+        if not isinstance(self.normalization, PercentileNormalization) or (
+            self.normalization.per_channel
+        ):
             raise ModelError(
-                f"model card of {card.name!r} lacks parameters.{exc.args[0]}"
-            ) from None
+                f"model card of {self.name!r}: a nucleus model needs a whole-image percentile "
+                f"normalization, got {self.normalization!r}"
+            )
 
     @classmethod
     def from_pretrained(
         cls, name: str = DEFAULT_MODEL, *, device: Any = "auto", root: Any = None
     ) -> NucleusSegmenter:
-        """Load a shipped model by name (weights checked against the card's sha256)."""
-        from cytolens.models import load_card, load_state_dict
-        from cytolens.segment.network import UNet
+        """Load a shipped model by name or folder (:func:`cytolens.models.load`, one cache).
 
-        card = load_card(name, root=root, capability="segment")
-        channels = tuple(card.parameters.get("channels", (16, 32, 64, 128)))
-        network = UNet(1, 2, channels)
-        try:
-            network.load_state_dict(load_state_dict(name, root=root))
-        except RuntimeError as exc:
-            raise ModelError(f"weights of {name!r} do not fit its architecture: {exc}") from None
-        return cls(network, card, device=device)
+        Examples
+        --------
+        >>> NucleusSegmenter.from_pretrained("nuclei-v1", device="cpu").overlap
+        48
+        """
+        from cytolens.models import load
+
+        return load(name, device=device, root=root, capability="segment")
 
     def _predict_tile(self, tile: np.ndarray) -> np.ndarray:
         import torch
@@ -234,7 +233,7 @@ class NucleusSegmenter:
         check_plane(plane, name)
         d = checked_diameter_px(diameter, pixel_size_um, plane.shape, name, zoom_to=self.diameter)
         self.check_tile_shape(tile_shape)
-        x, inverted = normalized_plane(plane, invert=invert)
+        x, inverted = normalized_plane(plane, invert=invert, normalizer=self.normalization)
         maps = None
         if d is None:
             estimate, probe = self.estimate_diameter(x)
@@ -352,8 +351,8 @@ def _brightest_window(x: np.ndarray, side: int) -> tuple[int, int]:
     return int(ys[iy]), int(xs[ix])
 
 
-@functools.lru_cache(maxsize=4)
 def _cached(model: str, device: str) -> NucleusSegmenter:
+    """Former cached loader: now :func:`cytolens.models.load` (one cache)."""
     return NucleusSegmenter.from_pretrained(model, device=device)
 
 

@@ -201,8 +201,21 @@ def check_diameter(
     )
 
 
-def normalized_plane(plane: np.ndarray, *, invert: bool | None = None) -> tuple[np.ndarray, bool]:
+def normalized_plane(
+    plane: np.ndarray, *, invert: bool | None = None, normalizer: Any = None
+) -> tuple[np.ndarray, bool]:
     """Normalize a plane and make nuclei bright (steps 3-4 of the module notes).
+
+    Parameters
+    ----------
+    plane : numpy.ndarray
+        One 2-D plane.
+    invert : bool, optional
+        Force or forbid inverting; decided from the normalized median by default.
+    normalizer : callable, optional
+        A model's normalization (its card's, e.g. a
+        :class:`~cytolens.models.schema.PercentileNormalization`, called via
+        ``apply``); default :data:`NORMALIZER`.
 
     Returns
     -------
@@ -219,7 +232,7 @@ def normalized_plane(plane: np.ndarray, *, invert: bool | None = None) -> tuple[
     >>> inverted, float(x[5, 5]) > float(x[0, 0])
     (True, True)
     """
-    x = NORMALIZER(plane)
+    x = NORMALIZER(plane) if normalizer is None else normalizer.apply(plane)
     if invert is None:
         invert = bool(np.median(x) > INVERT_MEDIAN)
     if invert:

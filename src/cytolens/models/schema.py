@@ -1,0 +1,319 @@
+"""The typed model contract: what a card's ``parameters`` and ``normalization`` may hold.
+
+Each capability has one parameter schema holding exactly what its predictor
+reads at inference (nothing else: ``extra="forbid"``); documentation-only
+metadata (training configuration, splits, timing, supports...) goes to the
+card's ``training`` section. Normalization is a union discriminated on
+``kind``: :class:`PercentileNormalization` or :class:`DtypeRangeNormalization`,
+each with an ``apply`` method built on :mod:`cytolens.core.normalize`.
+
+Examples
+--------
+>>> p = parse_parameters({"n_levels": 11, "patch_size": 84, "in_focus_levels": 3,
+...                       "blank_certainty": 0.01}, "focus")
+>>> p.n_levels, p.schema_version
+(11, 1)
+>>> parse_normalization({"kind": "dtype_range"}).kind
+'dtype_range'
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from cytolens.core.normalize import (
+    Normalizer,
+    normalize_dtype_range,
+    normalize_per_channel,
+    normalize_percentile,
+    sample_percentiles,
+)
+
+__all__ = [
+    "PARAMETER_SCHEMAS",
+    "SCHEMA_VERSION",
+    "ClassifyParameters",
+    "DetectParameters",
+    "DtypeRangeNormalization",
+    "FocusParameters",
+    "Normalization",
+    "Parameters",
+    "PercentileNormalization",
+    "SegmentParameters",
+    "parse_normalization",
+    "parse_parameters",
+]
+
+
+#: The version of the parameter schemas this cytolens writes and reads.
+SCHEMA_VERSION = 1
+
+
+class Parameters(BaseModel):
+    """Base of the per-capability parameter schemas: frozen, no unknown keys, a version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Version of the schema the card was written with (only 1 exists).
+    schema_version: Literal[1] = 1
+
+
+class FocusParameters(Parameters):
+    """What :class:`~cytolens.focus.FocusModel` reads.
+
+    Examples
+    --------
+    >>> FocusParameters(n_levels=11, patch_size=84, in_focus_levels=3, blank_certainty=0).n_levels
+    11
+    """
+
+    n_levels: int = Field(ge=2)
+    patch_size: int = Field(ge=16)
+    in_focus_levels: int = Field(ge=1)
+    blank_certainty: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _levels(self) -> FocusParameters:
+        if self.in_focus_levels > self.n_levels:
+            raise ValueError(
+                f"in_focus_levels ({self.in_focus_levels}) exceeds n_levels ({self.n_levels})"
+            )
+        return self
+
+
+class SegmentParameters(Parameters):
+    """What :class:`~cytolens.segment.NucleusSegmenter` reads.
+
+    Examples
+    --------
+    >>> SegmentParameters(diameter_px=16, fg_threshold=0.5, seed_threshold=0.5,
+    ...                   min_size_px=15, tile_overlap=48).tile_overlap
+    48
+    """
+
+    diameter_px: float = Field(gt=0)
+    fg_threshold: float = Field(ge=0, le=1)
+    seed_threshold: float = Field(ge=0, le=1)
+    min_size_px: float = Field(ge=0)
+    tile_overlap: int = Field(ge=0)
+
+
+class DetectParameters(Parameters):
+    """What :class:`~cytolens.detect.Detector` reads.
+
+    ``score_pivots`` (raw heatmap score of each class mapped to ``min_score``)
+    is absent from a card made before calibration (right after training).
+
+    Examples
+    --------
+    >>> DetectParameters(classes=["RBC"], scale=0.5, overlap=64, min_score=0.7).score_pivots
+    """
+
+    classes: list[str] = Field(min_length=1)
+    scale: float = Field(gt=0)
+    overlap: int = Field(ge=0)
+    min_score: float = Field(ge=0, le=1)
+    score_pivots: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _pivots(self) -> DetectParameters:
+        unknown = set(self.score_pivots or {}) - set(self.classes)
+        if unknown:
+            raise ValueError(f"score_pivots of unknown classes {sorted(unknown)}")
+        return self
+
+
+class ClassifyParameters(Parameters):
+    """What :class:`~cytolens.classify.LocalizationModel` reads.
+
+    Examples
+    --------
+    >>> p = ClassifyParameters(scale=0.5, tile_size=512, class_names=["a", "b"],
+    ...                        thresholds=[0.2, 0.3], nucleolar_classes=[1])
+    >>> p.thresholds
+    [0.2, 0.3]
+    """
+
+    scale: float = Field(gt=0)
+    tile_size: int = Field(ge=16)
+    class_names: list[str] = Field(min_length=1)
+    thresholds: list[float]
+    nucleolar_classes: list[int]
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ClassifyParameters:
+        if len(self.thresholds) != len(self.class_names):
+            raise ValueError(
+                f"{len(self.thresholds)} thresholds for {len(self.class_names)} classes"
+            )
+        if any(not 0 <= c < len(self.class_names) for c in self.nucleolar_classes):
+            raise ValueError(f"nucleolar_classes {self.nucleolar_classes} out of range")
+        return self
+
+
+#: Capability -> parameter schema.
+PARAMETER_SCHEMAS: dict[str, type[Parameters]] = {
+    "focus": FocusParameters,
+    "segment": SegmentParameters,
+    "detect": DetectParameters,
+    "classify": ClassifyParameters,
+}
+
+
+class PercentileNormalization(Normalizer):
+    """Percentile normalization (csbdeep's): percentile ``pmin`` -> 0, ``pmax`` -> 1.
+
+    Attributes
+    ----------
+    pmin, pmax : float
+        Percentiles.
+    clip : bool
+        Clip to ``[0, 1]``.
+    per_channel : bool
+        Each channel by its own percentiles (colour images), else the whole image.
+    description : str
+        Notes for people (scope, channel choice...); not read by the code.
+
+    Examples
+    --------
+    >>> n = PercentileNormalization(pmin=0, pmax=100)
+    >>> n.apply(np.arange(5.0)).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+
+    kind: Literal["percentile"] = "percentile"  # type: ignore[assignment]
+    per_channel: bool = False
+    description: str = ""
+
+    def apply(self, image: Any, *, channel_axis: int = 0) -> np.ndarray:
+        """Normalize a whole image (float32).
+
+        Without ``per_channel``: :func:`~cytolens.core.normalize.normalize_percentile`
+        over the whole array. With it:
+        :func:`~cytolens.core.normalize.normalize_per_channel` (channels
+        first in the result, percentiles on a bounded sample).
+
+        Examples
+        --------
+        >>> x = np.stack([np.ones((4, 4)), np.eye(4) * 10], axis=-1)
+        >>> PercentileNormalization(pmin=0, pmax=100, per_channel=True).apply(
+        ...     x, channel_axis=-1).max(axis=(1, 2)).tolist()
+        [0.0, 1.0]
+        """
+        if self.per_channel:
+            return normalize_per_channel(
+                image, self.pmin, self.pmax, channel_axis=channel_axis, clip=self.clip
+            )
+        return normalize_percentile(image, self.pmin, self.pmax, clip=self.clip)
+
+    def limits(self, image: Any) -> tuple[float, float]:
+        """The image's ``pmin`` and ``pmax`` percentiles (bounded sample, for tiled input).
+
+        Examples
+        --------
+        >>> PercentileNormalization(pmin=0, pmax=100).limits(np.arange(100.0).reshape(10, 10))
+        (0.0, 99.0)
+        """
+        return sample_percentiles(image, self.pmin, self.pmax)
+
+    def scale(self, x: Any, lo: float, hi: float) -> np.ndarray:
+        """``(x - lo) / (hi - lo)`` in float32 (clipped if ``clip``), for tiles of one image.
+
+        Examples
+        --------
+        >>> PercentileNormalization().scale(np.array([1.0, 3.0]), 1.0, 3.0).tolist()
+        [0.0, 1.0]
+        """
+        out = (np.asarray(x, dtype=np.float32) - np.float32(lo)) / np.float32(hi - lo + 1e-20)
+        if self.clip:
+            np.clip(out, 0, 1, out=out)
+        return out
+
+
+class DtypeRangeNormalization(BaseModel):
+    """Scale by the dtype range: uint8 / 255, uint16 / 65535, floats taken as ``[0, 1]``.
+
+    Examples
+    --------
+    >>> DtypeRangeNormalization().apply(np.array([0, 255], np.uint8)).tolist()
+    [0.0, 1.0]
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["dtype_range"] = "dtype_range"
+    description: str = ""
+
+    def apply(self, image: Any, *, name: str = "image") -> np.ndarray:
+        """The image in ``[0, 1]`` as float32.
+
+        See :func:`~cytolens.core.normalize.normalize_dtype_range`.
+
+        Examples
+        --------
+        >>> DtypeRangeNormalization().apply(np.array([0.5, 2.0])).tolist()
+        [0.5, 1.0]
+        """
+        return normalize_dtype_range(image, name=name)
+
+
+#: A card's normalization, told apart by ``kind``.
+Normalization = Annotated[
+    PercentileNormalization | DtypeRangeNormalization, Field(discriminator="kind")
+]
+_NORMALIZATION: TypeAdapter[Any] = TypeAdapter(Normalization)
+
+
+def parse_parameters(parameters: Any, capability: str) -> Parameters:
+    """Validate a card's ``parameters`` against its capability's schema.
+
+    Parameters
+    ----------
+    parameters : dict or Parameters
+        The card's ``parameters``.
+    capability : str
+        ``"focus"``, ``"segment"``, ``"detect"`` or ``"classify"``.
+
+    Returns
+    -------
+    Parameters
+        The schema instance.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        Missing, mistyped or unknown fields.
+    KeyError
+        For a capability without a schema.
+
+    Examples
+    --------
+    >>> parse_parameters({"scale": 0.5, "classes": ["a"], "overlap": 8, "min_score": 0.7},
+    ...                  "detect").classes
+    ['a']
+    """
+    schema = PARAMETER_SCHEMAS[capability]
+    if isinstance(parameters, schema):
+        return parameters
+    return schema.model_validate(dict(parameters or {}))
+
+
+def parse_normalization(normalization: Any) -> PercentileNormalization | DtypeRangeNormalization:
+    """Validate a card's ``normalization`` (a dict with ``kind``) into its typed form.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        An unknown ``kind``, missing or unknown fields.
+
+    Examples
+    --------
+    >>> parse_normalization({"kind": "percentile", "pmin": 1, "pmax": 99.8}).pmax
+    99.8
+    """
+    if isinstance(normalization, (PercentileNormalization, DtypeRangeNormalization)):
+        return normalization
+    return _NORMALIZATION.validate_python(dict(normalization or {}))
