@@ -205,7 +205,8 @@ def main() -> None:
 
     bench = Benchmark("robustness", description=__doc__.split("\n\n")[1].replace("\n", " "))
     cases = load_cases(args.only)
-    command = [sys.executable, "-m", "cytolens"]
+    # the entry point as the installed `cytolens` script calls it (older trees lack __main__)
+    command = [sys.executable, "-c", "import sys; from cytolens.cli import main; main()"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "200"}
     rows = run_catalogue(cases, command, env, "now")
     counts = _counts(rows)
