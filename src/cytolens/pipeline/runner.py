@@ -21,6 +21,7 @@ Layout of the output folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -135,48 +136,56 @@ def process_item(
     record: dict[str, Any] = {"name": name, "source": source, "key": key, **provenance}
     written: list[Path] = []
     folder = Path(out)
-    try:
-        if threads:
-            import torch
+    nested: Any = contextlib.nullcontext()
+    if threads:  # on a Dask worker: its thread budget, and nested Dask work stays in this task
+        import dask
+        import torch
 
-            torch.set_num_threads(threads)
-        item = Item(Path(source), name, imread(source))
-        for step in _steps_from(steps_json):
-            step.run(item)
-        outputs, tables = [], {}
-        item_prov = {k: provenance[k] for k in ("cytolens", "steps", "models", "input_sha256")}
-        for kind, image in item.images.items():
-            data = image.data
-            if kind == "labels":
-                data = _smallest_uint(np.asarray(data))
-            path = folder / kind / f"{name}.ome.zarr"
-            imwrite(
-                path,
-                data,
-                axes=image.axes,
-                pixel_size_um=image.pixel_size_um or None,
-                provenance={**item_prov, "source": source, "output": kind},
-            )
-            written.append(path)
-            outputs.append(str(path.relative_to(folder)))
-        for table_name, table in item.tables.items():
-            path = folder / "tables" / table_name / f"{name}.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                table.to_csv(tmp, index=False)
-            written.append(path)
-            outputs.append(str(path.relative_to(folder)))
-            tables[table_name] = str(path.relative_to(folder))
-        record.update(status="done", outputs=outputs, tables=tables, row=_plain(item.row))
-    except Exception as exc:
-        logger.debug("%s failed", source, exc_info=True)
-        for path in written:  # an item is all or nothing
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-        record.update(status="failed", error=one_line(exc), error_type=type(exc).__name__)
-        record.update(outputs=[], tables={}, row={})
+        torch.set_num_threads(threads)
+        # without this, a Dask computation inside a step (e.g. an OME-Zarr pyramid) is sent
+        # back to the cluster as sub-tasks: measured 4x slower per image on one worker
+        nested = dask.config.set(
+            scheduler="synchronous" if threads == 1 else "threads", num_workers=threads
+        )
+    with nested:
+        try:
+            item = Item(Path(source), name, imread(source))
+            for step in _steps_from(steps_json):
+                step.run(item)
+            outputs, tables = [], {}
+            item_prov = {k: provenance[k] for k in ("cytolens", "steps", "models", "input_sha256")}
+            for kind, image in item.images.items():
+                data = image.data
+                if kind == "labels":
+                    data = _smallest_uint(np.asarray(data))
+                path = folder / kind / f"{name}.ome.zarr"
+                imwrite(
+                    path,
+                    data,
+                    axes=image.axes,
+                    pixel_size_um=image.pixel_size_um or None,
+                    provenance={**item_prov, "source": source, "output": kind},
+                )
+                written.append(path)
+                outputs.append(str(path.relative_to(folder)))
+            for table_name, table in item.tables.items():
+                path = folder / "tables" / table_name / f"{name}.csv"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path) as tmp:
+                    table.to_csv(tmp, index=False)
+                written.append(path)
+                outputs.append(str(path.relative_to(folder)))
+                tables[table_name] = str(path.relative_to(folder))
+            record.update(status="done", outputs=outputs, tables=tables, row=_plain(item.row))
+        except Exception as exc:
+            logger.debug("%s failed", source, exc_info=True)
+            for path in written:  # an item is all or nothing
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            record.update(status="failed", error=one_line(exc), error_type=type(exc).__name__)
+            record.update(outputs=[], tables={}, row={})
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["finished"] = now()
     return record
