@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "atomic_path",
     "check_output_file",
+    "is_zarr_store",
     "pin_json",
     "prepare_output_dir",
     "remove_stale_temps",
@@ -197,6 +198,22 @@ def remove_stale_temps(folder: str | os.PathLike[str], name: str | None = None) 
     return stale
 
 
+def is_zarr_store(path: str | os.PathLike[str]) -> bool:
+    """True for a ``*.zarr`` folder holding Zarr metadata (an earlier result that may be replaced).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()) / "a.ome.zarr"
+    >>> d.mkdir()
+    >>> is_zarr_store(d), (d / "zarr.json").touch(), is_zarr_store(d)
+    (False, None, True)
+    """
+    path = Path(path)
+    markers = ("zarr.json", ".zgroup", ".zarray")
+    return path.name.lower().endswith(".zarr") and any((path / m).is_file() for m in markers)
+
+
 def _resolved(paths: Iterable[str | os.PathLike[str] | None]) -> list[Path]:
     return [Path(p).resolve() for p in paths if p is not None]
 
@@ -223,7 +240,9 @@ def check_output_file(
     """Check an output file before any work: not a folder, not a protected file, writable.
 
     An existing regular file that is not protected is replaced (as ``cp``
-    does); its stale temporaries are removed.
+    does), and so is an earlier OME-Zarr result (a ``*.zarr`` folder holding
+    Zarr metadata); any other folder never is. Stale temporaries of the
+    target are removed.
 
     Parameters
     ----------
@@ -256,7 +275,7 @@ def check_output_file(
     """
     path = Path(path)
     label = f"{option} {path}"
-    if path.is_dir():
+    if path.is_dir() and not is_zarr_store(path):
         raise OutputError(
             f"{label}: is an existing folder; give a file name (a folder is never replaced "
             "by an output)"

@@ -10,7 +10,7 @@ from typing import Any
 
 from cytolens.core.axes import check_axes, guess_axes
 from cytolens.core.errors import AxesError, InputError, OutputError
-from cytolens.core.files import atomic_path
+from cytolens.core.files import atomic_path, is_zarr_store
 from cytolens.core.image import Image
 from cytolens.core.validate import check_array
 from cytolens.io.formats import write_format
@@ -113,8 +113,7 @@ def imwrite(
     _refuse_input(path, img)
     try:
         # an earlier OME-Zarr of that name may be replaced; any other folder never
-        zarr_before = any((path / m).is_file() for m in ("zarr.json", ".zgroup", ".zarray"))
-        with atomic_path(path, replace_folder=zarr_before) as tmp:
+        with atomic_path(path, replace_folder=is_zarr_store(path)) as tmp:
             if fmt == "ome-zarr":
                 name = path.name.split(".")[0]
                 zarr_codec = "zstd" if compression == "default" else compression

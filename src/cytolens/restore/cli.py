@@ -119,20 +119,6 @@ def _named(image: Path, background: float) -> Iterator[None]:
         raise InputError(f"{image}: {exc}") from None
 
 
-def _check_out(out: Path, protected: tuple[Path | None, ...]) -> Path:
-    """``check_output_file``, except that an earlier OME-Zarr result may be replaced."""
-    from cytolens.core.files import check_output_file, remove_stale_temps
-
-    is_store = out.is_dir() and any((out / m).is_file() for m in ("zarr.json", ".zgroup"))
-    if not (is_store and out.name.lower().endswith(".zarr")):
-        return check_output_file(out, protected=protected)
-    for p in protected:
-        if p is not None and Path(p).resolve() == out.resolve():
-            raise OutputError(f"--out {out}: would overwrite the input {p}; choose another name")
-    remove_stale_temps(out.parent, out.name)
-    return out
-
-
 def _chunk_shape(text: str | None, ndim: int) -> tuple[int, ...] | None:
     values = parse_floats(text, "--chunk-shape", count=(1, ndim))
     if values is None:
@@ -287,7 +273,7 @@ def deconvolve(
     beta_value = _beta(beta)
     parse_floats(chunk_shape, "--chunk-shape", count=(1, 2, 3))
     protected = (image, psf)
-    out = _check_out(out, protected)
+    out = check_output_file(out, protected=protected)
     png = out.with_name(out.name.split(".")[0] + "_before_after.png")
     check_output_file(png, protected=protected, option="the before/after PNG of --out")
 
