@@ -205,3 +205,18 @@ def test_unreachable_scheduler(images, tmp_path):
             [images], make_steps(STEPS), tmp_path / "o", scheduler="tcp://127.0.0.1:9",
             progress=False,
         )  # fmt: skip
+
+
+def test_cli_bad_options_are_one_line_before_any_work(tmp_path):
+    (tmp_path / "p.yaml").write_text("inputs: [x.png]\nsteps: [segment.nuclei]\n")
+    for args, option in (
+        (["--workers", "0"], "--workers"),
+        (["--memory-limit", "lots"], "--memory-limit"),
+    ):
+        proc = _cli("run", "p.yaml", "--out", "o", *args, cwd=tmp_path)
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and option in lines[0], proc.stderr
+    proc = _cli("watch", "nowhere", "-p", "p.yaml", "--out", "o", cwd=tmp_path)
+    assert proc.returncode == 2 and "nowhere: no such folder to watch" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]

@@ -12,6 +12,19 @@ from cytolens.core.options import at_least, positive
 __all__ = ["command", "watch_command"]
 
 
+def _memory(value: str) -> str:
+    """Callback: ``auto`` or a size Dask understands (``4GB``, ``512MiB``)."""
+    if value == "auto":
+        return value
+    from dask.utils import parse_bytes
+
+    try:
+        parse_bytes(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected 'auto' or a size such as 4GB, got {value!r}") from None
+    return value
+
+
 def command(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (inputs and steps).")],
     out: Annotated[
@@ -32,7 +45,10 @@ def command(
         str | None, typer.Option(help="Address of a running dask scheduler, tcp://host:8786.")
     ] = None,
     memory_limit: Annotated[
-        str, typer.Option(help="Memory per local worker, e.g. 4GB (auto: split the machine).")
+        str,
+        typer.Option(
+            help="Memory per local worker, e.g. 4GB (auto: split the machine).", callback=_memory
+        ),
     ] = "auto",
     overwrite: Annotated[
         bool,
