@@ -61,14 +61,12 @@ class Deconvolve(Step):
 
         p = self.params
         image = item.image
-        data = np.asarray(image.data, dtype=np.float32)
-        if p.background:
-            data = data - np.float32(p.background)
         result = deconvolve(
-            data,
+            image.data,
             _psf(p.psf),
             method=p.method,
             iterations=p.iterations,
+            background=p.background,
             chunk_shape=None if p.chunk_shape is None else tuple(p.chunk_shape),
             device=p.device,
         )
