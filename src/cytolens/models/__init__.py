@@ -27,7 +27,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from importlib.resources import files
@@ -38,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from cytolens.core.errors import ModelError
-from cytolens.core.files import atomic_path
+from cytolens.core.files import atomic_path, sha256
 
 __all__ = [
     "PREDICTORS",
@@ -97,15 +96,6 @@ class ModelCard(BaseModel):
 
 def _root(root: str | os.PathLike[str] | None) -> Path:
     return Path(root) if root is not None else Path(str(files("cytolens.models") / "weights"))
-
-
-def sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def list_models(*, root: str | os.PathLike[str] | None = None) -> list[str]:
@@ -479,9 +469,10 @@ def load(
     key = (str(folder), _stamp(folder), dev)
     with _CACHE_LOCK:
         if key in _CACHE:
-            if capability is not None:  # refuse a model of another capability, cached or not
-                load_card(folder.name, root=folder.parent, capability=capability)
-            return _CACHE[key]
+            cached = _CACHE[key]
+            if capability is not None and card_capability(cached.card) != capability:
+                load_card(folder.name, root=folder.parent, capability=capability)  # raises
+            return cached
         card = load_card(folder.name, root=folder.parent, capability=capability)
         cls = predictor_class(card_capability(card))
         net = build_network(folder.name, root=folder.parent)
