@@ -55,9 +55,9 @@ def test_run_writes_tables_labels_provenance_and_crate(images, tmp_path):
     labels = out / first["outputs"][0]
     attrs = dict(zarr.open_group(str(labels), mode="r").attrs)["cytolens"]
     source = images / f"{first['name']}.png"
-    from cytolens.pipeline.journal import file_sha256
+    from cytolens.core.files import sha256
 
-    assert attrs["input_sha256"] == file_sha256(source)
+    assert attrs["input_sha256"] == sha256(source)
     assert [s["step"] for s in attrs["steps"]] == ["segment.nuclei", "segment.measure"]
     from cytolens.io import imread
 

@@ -146,9 +146,8 @@ def hpa_command(
             per_cell.to_csv(tmp, index=False)
         write_boxes_csv(pd.concat(box_tables, ignore_index=True), out / "boxes.csv")
         written |= {"cells.csv", "boxes.csv"}
-    if write_failures(out, result.failures) is not None:
-        written.add("failures.csv")
-    _stale(out, ["cells.csv", "boxes.csv", "failures.csv"], written)
+    write_failures(out, result.failures)  # also removes an earlier run's (--overwrite)
+    _stale(out, ["cells.csv", "boxes.csv"], written)
 
     no_signal = [r for r in image_rows if not r["signal"]]
     report = Report("HPA protein localization")

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
@@ -39,6 +40,7 @@ __all__ = [
     "prepare_output_dir",
     "remove_stale_temps",
     "settle_zarr_io",
+    "sha256",
 ]
 
 #: Names of the temporaries made by :func:`atomic_path`: ``.<stem>.<8 hex>.tmp<suffixes>``.
@@ -359,6 +361,29 @@ def prepare_output_dir(
             )
     _check_writable(path, label)
     return path
+
+
+def sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, or of every file of a folder (OME-Zarr) in sorted order.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = p.write_text("x")
+    >>> sha256(p)[:12]
+    '2d711642b726'
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            digest.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def pin_json(path: str | os.PathLike[str], content: Any) -> Any:

@@ -183,8 +183,7 @@ def rate_cmd(
         table["level"] = table["level"].astype("Int64")  # integers, empty without content
     with atomic_path(out / "focus.csv") as tmp:
         table.to_csv(tmp, index=False)
-    if write_failures(out, result.failures) is None:
-        (out / "failures.csv").unlink(missing_ok=True)  # an earlier run's (--overwrite)
+    write_failures(out, result.failures)  # also removes an earlier run's (--overwrite)
     _remove_stale_overlays(out, [r.get("overlay") for r in rows])
 
     ranked = sorted(rows, key=lambda r: (np.nan_to_num(r["mean_level"], nan=np.inf), r["file"]))

@@ -10,7 +10,7 @@ from pathlib import Path
 from cytolens.core.errors import InputError, MissingFileError
 from cytolens.io.formats import READ_SUFFIXES
 
-__all__ = ["StemNamer", "find_images", "natural_key", "output_stems"]
+__all__ = ["StemNamer", "find_images", "is_image_file", "natural_key", "output_stems"]
 
 _GLOB_CHARS = set("*?[")
 _DIGITS = re.compile(r"(\d+)")
@@ -28,7 +28,14 @@ def natural_key(path: str | Path) -> tuple[tuple[int, int | str], ...]:
     return tuple((1, int(p)) if i % 2 else (0, p) for i, p in enumerate(parts))
 
 
-def _is_image(path: Path) -> bool:
+def is_image_file(path: Path) -> bool:
+    """True for a file (or an OME-Zarr folder) whose name cytolens can read.
+
+    Examples
+    --------
+    >>> is_image_file(Path("/no/such/a.tif")), is_image_file(Path("x.ome.zarr"))
+    (False, True)
+    """
     name = path.name.lower()
     readable = any(name.endswith(s) for s in READ_SUFFIXES)
     return readable and (path.is_file() or name.endswith(".zarr"))
@@ -59,7 +66,7 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir() and not path.name.lower().endswith(".zarr"):
-            files = sorted((p for p in path.iterdir() if _is_image(p)), key=natural_key)
+            files = sorted((p for p in path.iterdir() if is_image_file(p)), key=natural_key)
             if not files:
                 raise InputError(
                     f"{path}: folder has no image files ({', '.join(sorted(READ_SUFFIXES))})"
@@ -68,7 +75,7 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
             files = [path]
         elif _GLOB_CHARS & set(str(item)):
             files = sorted(
-                (Path(p) for p in glob.glob(str(item)) if _is_image(Path(p))), key=natural_key
+                (Path(p) for p in glob.glob(str(item)) if is_image_file(Path(p))), key=natural_key
             )
             if not files:
                 raise MissingFileError(f"{item}: no image matches this pattern")

@@ -25,33 +25,10 @@ from typing import Any
 
 from cytolens.core.files import atomic_path
 
-__all__ = ["JOURNAL", "Journal", "file_sha256", "pipeline_key", "write_ro_crate"]
+__all__ = ["JOURNAL", "Journal", "pipeline_key", "write_ro_crate"]
 
 JOURNAL = "journal.jsonl"
 RO_CRATE = "ro-crate-metadata.json"
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file, or of every file of a folder (OME-Zarr) in sorted order.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> p = Path(tempfile.mkdtemp()) / "a.txt"
-    >>> _ = p.write_text("x")
-    >>> file_sha256(p)[:12]
-    '2d711642b726'
-    """
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            digest.update(str(f.relative_to(path)).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def pipeline_key(spec: dict[str, Any]) -> str:

@@ -37,13 +37,12 @@ import numpy as np
 
 from cytolens.core.batch import Failure, one_line, report_failures, write_failures
 from cytolens.core.errors import InputError, OutputError
-from cytolens.core.files import atomic_path, prepare_output_dir
+from cytolens.core.files import atomic_path, prepare_output_dir, sha256
 from cytolens.io.paths import StemNamer
 from cytolens.pipeline.journal import (
     JOURNAL,
     RO_CRATE,
     Journal,
-    file_sha256,
     now,
     pipeline_key,
     write_ro_crate,
@@ -344,7 +343,7 @@ class Session:
     def add(self, path: Path) -> str:
         """Register an input; returns its output name. Queues it unless the journal has it."""
         name = self._name(path)
-        sha = file_sha256(path)
+        sha = sha256(path)
         item_key = f"{self.key}:{sha}"
         rec = self.journal.done(name, item_key, self.out)
         if rec is not None:

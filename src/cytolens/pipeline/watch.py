@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cytolens.core.errors import MissingFileError
-from cytolens.io.formats import READ_SUFFIXES
-from cytolens.io.paths import natural_key
+from cytolens.io.paths import is_image_file, natural_key
 from cytolens.pipeline.runner import Executor, RunResult, Session
 from cytolens.pipeline.step import Step
 
@@ -47,11 +46,6 @@ class WatchStatus:
             f"waiting {self.waiting}, running {self.in_flight}, done {self.done}, "
             f"failed {self.failed}, {self.images_per_s:.2f} images/s, lag {self.lag_s:.1f} s"
         )
-
-
-def _is_image(path: Path) -> bool:
-    name = path.name.lower()
-    return not name.startswith(".") and any(name.endswith(s) for s in READ_SUFFIXES)
 
 
 def watch(
@@ -125,7 +119,14 @@ def watch(
             while True:
                 now = time.monotonic()
                 try:
-                    listing = sorted((p for p in folder.iterdir() if _is_image(p)), key=natural_key)
+                    listing = sorted(
+                        (
+                            p
+                            for p in folder.iterdir()
+                            if not p.name.startswith(".") and is_image_file(p)
+                        ),
+                        key=natural_key,
+                    )  # hidden names are temporaries of the writer
                 except FileNotFoundError:
                     gone = True
                     break

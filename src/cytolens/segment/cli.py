@@ -176,6 +176,7 @@ def nuclei_command(
     from cytolens.io import find_images, imread, imwrite, output_stems
     from cytolens.report import overlay_outlines
     from cytolens.segment import measure, nuclei, nuclei_classical
+    from cytolens.segment.classical import pixel_size_scalar
     from cytolens.segment.model import _cached
     from cytolens.segment.preprocess import SEGMENT_HINT
 
@@ -201,8 +202,8 @@ def nuclei_command(
     def segment_one(path: Path) -> _Done:
         image = imread(path, axes=axes)  # AxesError naming the file when axes do not fit
         size = pixel_size_um
-        if size is None and {"Y", "X"} <= set(image.pixel_size_um):
-            size = (image.pixel_size_um["Y"] + image.pixel_size_um["X"]) / 2
+        if size is None:  # the file's own (mean of Y and X), when it states both
+            size = pixel_size_scalar(image.pixel_size_um)
         if diameter_um is not None and size is None:
             raise InputError(
                 f"{path}: --diameter-um needs a pixel size, and the file states none; "
@@ -261,9 +262,9 @@ def nuclei_command(
     rows = [d.row for d in done]
     summary: dict[str, Any] = {"images": rows, "failed": [f.__dict__ for f in result.failures]}
     combined = out / "nuclei.csv"
-    # with --overwrite, an earlier run's combined table or failures must not pass for this run's
+    # with --overwrite, an earlier run's combined table must not pass for this run's
+    # (write_failures below removes an earlier failures.csv the same way)
     combined.unlink(missing_ok=True)
-    (out / "failures.csv").unlink(missing_ok=True)
     if done:
         with atomic_path(combined) as tmp:
             pd.concat([d.table for d in done], ignore_index=True).to_csv(tmp, index=False)

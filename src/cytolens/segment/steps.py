@@ -94,11 +94,11 @@ class Measure(Step):
     def run(self, item: Item) -> None:
         from cytolens.core.plane import single_plane
         from cytolens.segment import measure
+        from cytolens.segment.classical import pixel_size_scalar
 
         size = self.params.pixel_size_um
-        yx = item.image.pixel_size_um
-        if size is None and "Y" in yx and "X" in yx:
-            size = (yx["Y"] + yx["X"]) / 2
+        if size is None:
+            size = pixel_size_scalar(item.image.pixel_size_um)
         plane = single_plane(item.image, channel=self.params.channel, name=item.source.name)[0]
         table = measure(item.labels, plane, pixel_size_um=size)
         table.insert(0, "image", item.name)
