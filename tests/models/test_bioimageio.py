@@ -119,6 +119,61 @@ def test_test_tensors_reproduce_with_torchscript_and_build_network(package):
     assert np.abs(expected[0]).max() > 0
 
 
+#: Loads a package's state-dict weights through its own architecture file, with every
+#: import of cytolens refused, runs them on an input and saves the outputs.
+_WITHOUT_CYTOLENS = """
+import importlib.abc, importlib.util, io, sys, zipfile
+import numpy as np, torch, yaml
+
+
+class NoCytolens(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "cytolens":
+            raise ImportError("cytolens is not installed here")
+
+
+sys.meta_path.insert(0, NoCytolens())
+zf = zipfile.ZipFile(sys.argv[1])
+rdf = yaml.safe_load(zf.read("rdf.yaml"))
+weights = rdf["weights"]["pytorch_state_dict"]
+arch = weights["architecture"]
+source = arch["source"].split("::")[0]
+spec = importlib.util.spec_from_loader("arch", loader=None)
+module = importlib.util.module_from_spec(spec)
+exec(compile(zf.read(source), source, "exec"), module.__dict__)
+net = getattr(module, arch["callable"])(**arch.get("kwargs", {}))
+state = torch.load(io.BytesIO(zf.read(weights["source"])), map_location="cpu", weights_only=True)
+net.load_state_dict(state)
+with torch.inference_mode():
+    y = net.eval()(torch.from_numpy(np.load(sys.argv[2])))
+ys = y if isinstance(y, (tuple, list)) else (y,)
+np.savez(sys.argv[3], *[t.numpy() for t in ys])
+"""
+
+
+def test_state_dict_weights_run_without_cytolens(package, tmp_path):
+    """The architecture file is standalone: shared layers are inlined, not imported."""
+    import subprocess
+    import sys
+
+    _, path, members, rdf = package
+    raw = np.load(io.BytesIO(members["test_input.npy"]))
+    x = _preprocess(raw, rdf["inputs"][0]["preprocessing"][0])
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "run.py"
+    script.write_text(_WITHOUT_CYTOLENS)
+    args = [str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npz")]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = np.load(tmp_path / "y.npz")
+    expected = [np.load(io.BytesIO(members[o["test_tensor"]["source"]])) for o in rdf["outputs"]]
+    assert len(got.files) == len(expected)
+    for k, want in enumerate(expected):  # the exporter's own tolerance
+        np.testing.assert_allclose(got[f"arr_{k}"], want, rtol=RTOL, atol=ATOL)
+
+
 def test_package_validates_with_bioimageio_spec(package):
     spec = pytest.importorskip("bioimageio.spec", reason="bioimageio.spec not installed")
     _, path, _, _ = package

@@ -458,6 +458,48 @@ def _readme(card: ModelCard, weights_sha: str, worst: float, n_outputs: int) -> 
     return "\n".join(lines)
 
 
+#: ``from cytolens.x.y import a, b`` lines of a network module (inlined on export).
+_CYTOLENS_IMPORT = re.compile(r"^from (cytolens(?:\.\w+)+) import ([\w, ]+)$", re.MULTILINE)
+
+
+def network_source(cls: type) -> str:
+    """The source of a network's module, standalone: what it imports from cytolens is inlined.
+
+    A bioimage.io package carries this file as the architecture of its
+    state-dict weights, so it must run where cytolens is not installed.
+
+    Raises
+    ------
+    ModelError
+        If an import of cytolens remains (one this function cannot inline).
+
+    Examples
+    --------
+    >>> from cytolens.detect.network import CenterNet
+    >>> src = network_source(CenterNet)
+    >>> "import conv_bn_relu" in src, "def conv_bn_relu(" in src
+    (False, True)
+    """
+    import importlib
+
+    def inline(match: re.Match[str]) -> str:
+        module = importlib.import_module(match.group(1))
+        names = [n.strip() for n in match.group(2).split(",") if n.strip()]
+        parts = [inspect.getsource(getattr(module, n)).rstrip() for n in names]
+        return f"# from {match.group(1)} (inlined: the package needs no cytolens)\n" + (
+            "\n\n\n".join(parts)
+        )
+
+    source = _CYTOLENS_IMPORT.sub(inline, inspect.getsource(inspect.getmodule(cls)))
+    left = re.search(r"^\s*(from|import) cytolens\b.*$", source, re.MULTILINE)
+    if left:
+        raise ModelError(
+            f"the source of {cls.__name__} still imports cytolens ({left.group(0).strip()!r}); "
+            "a bioimage.io package must run without it"
+        )
+    return source
+
+
 def export_bioimageio(
     name: str,
     path: str | os.PathLike[str],
@@ -603,7 +645,7 @@ def export_bioimageio(
         "rdf.yaml": yaml.safe_dump(rdf, sort_keys=False).encode(),
         "README.md": _readme(card, weights_sha, worst, len(outputs)).encode(),
         "cover.png": _cover_png(x, outputs[0], f"{card.name} {card.version}"),
-        source_name: inspect.getsource(inspect.getmodule(cls)).encode(),
+        source_name: network_source(cls).encode(),
         "weights_torchscript.pt": script.getvalue(),
         "test_input.npy": npy(raw),
         **{f"test_{oid}.npy": npy(y) for oid, y in zip(out_ids, outputs, strict=True)},
