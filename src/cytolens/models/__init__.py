@@ -89,6 +89,11 @@ class ModelCard(BaseModel):
     #: Documentation only, never read by the code: training configuration,
     #: split, seed, steps, timing, held-out lists, supports, threshold rules.
     training: dict[str, Any] = Field(default_factory=dict)
+    #: The training-domain reference for out-of-domain scores
+    #: (:mod:`cytolens.models.applicability`): ``file``, ``sha256``, ``features``,
+    #: ``quantile``, ``n_calibration``, ``limit`` and measured separation; empty
+    #: for a model without one.
+    applicability: dict[str, Any] = Field(default_factory=dict)
     sha256: str = ""
     torch_version: str = ""
     description: str = ""
@@ -477,6 +482,7 @@ def load(
         cls = predictor_class(card_capability(card))
         net = build_network(folder.name, root=folder.parent)
         predictor = cls.from_card(net, card, device=dev)
+        predictor.folder = folder
         for old in [k for k in _CACHE if k[0] == key[0] and k[2] == dev]:
             del _CACHE[old]  # an older version of the same folder
         while len(_CACHE) >= CACHE_SIZE:

@@ -108,6 +108,9 @@ class Predictor:
         self.normalization = norm
         self.device = torch.device(str(resolve_device(device)))
         self.network = network.to(self.device).eval()
+        #: The model folder (set by :func:`cytolens.models.load`; None for a network in memory).
+        self.folder: Any = None
+        self._domain: Any = None
         self.configure()
 
     def configure(self) -> None:
@@ -143,6 +146,55 @@ class Predictor:
         'float32'
         """
         return self.normalization.apply(x, **kwargs)
+
+    # ------------------------------------------------------------------ applicability
+    def features(self, image: Any, **kwargs: Any) -> Any:
+        """Pooled features ``(d,)`` of one input, as the card's applicability reference was made.
+
+        Each capability's predictor implements it (see
+        :class:`~cytolens.models.applicability.PooledFeatures`).
+        """
+        raise ModelError(f"{type(self).__name__} has no applicability features")
+
+    @property
+    def has_domain(self) -> bool:
+        """Whether the model ships a training-domain reference (card ``applicability``)."""
+        return bool(self.card.applicability) and self.folder is not None
+
+    def domain(self) -> Any:
+        """The card's :class:`~cytolens.models.applicability.DomainReference` (cached).
+
+        Raises
+        ------
+        ModelError
+            A model without one, or a reference that is missing or fails its sha256.
+        """
+        from pathlib import Path
+
+        from cytolens.models.applicability import DomainReference
+
+        if self._domain is None:
+            if not self.has_domain:
+                raise ModelError(f"model {self.name!r} has no applicability reference")
+            entry = self.card.applicability
+            self._domain = DomainReference.load(
+                Path(self.folder) / str(entry.get("file", "")),
+                expected_sha256=str(entry.get("sha256", "")),
+            )
+        return self._domain
+
+    def applicability(self, image: Any, **kwargs: Any) -> dict[str, Any]:
+        """How far ``image`` lies from the model's training data, calibrated.
+
+        Returns
+        -------
+        dict
+            ``ood_score`` (> 1: outside the domain), ``domain_percentile``
+            (0-100) and ``in_domain``; see :mod:`cytolens.models.applicability`.
+        """
+        from cytolens.models.applicability import applicability_columns
+
+        return applicability_columns(self.domain().score(self.features(image, **kwargs)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, device={str(self.device)!r})"
