@@ -497,12 +497,11 @@ def train(args: argparse.Namespace) -> None:
     import torch
 
     from cytolens.focus.network import FocusNet
-    from cytolens.models import save_model
+    from cytolens.models import save_model, training
 
     t_start = time.perf_counter()
-    torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    rng = np.random.default_rng(args.seed)
+    rng = training.seed_everything(args.seed)
 
     dsb_train_all, dsb_held_all = dsb_split()
     dsb_train, dsb_held = dsb_train_all, dsb_held_all
@@ -544,19 +543,17 @@ def train(args: argparse.Namespace) -> None:
         filled += n
 
     net = FocusNet(n_levels=N_LEVELS, width=args.width)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    warmup = max(1, args.steps // 20)
+    cfg = training.TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        weight_decay=1e-4,
+        final_lr_fraction=0.02,
+        seed=args.seed,
+        threads=args.threads,
+        log_every=100,
+    )
 
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        frac = (step - warmup) / max(1, args.steps - warmup)
-        return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-    t_train = time.perf_counter()
-    net.train()
-    running = 0.0
-    for step in range(args.steps):
+    def batch(step: int) -> Any:
         for _ in range(args.new_images):
             x, y = training_patches(draw_source(), args.per_image, bank, rng)
             slots = rng.choice(args.pool, size=len(x), replace=False)
@@ -566,30 +563,15 @@ def train(args: argparse.Namespace) -> None:
         yb = torch.from_numpy(pool_y[idx])
         if rng.random() < 0.5:  # cheap extra augmentation on the batch
             xb = xb.flip(-1)
-        logits = net(xb)
-        logp = torch.log_softmax(logits, dim=1)
-        ce = -(yb * logp).sum(dim=1).mean()
-        rps = ((logp.exp().cumsum(1) - yb.cumsum(1)) ** 2).sum(dim=1).mean()
-        loss = ce + args.rps_weight * rps
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
-        if step % 100 == 0 or step == args.steps - 1:
-            logger.info(
-                "step %d/%d loss %.4f (ce %.3f rps %.3f) lr %.2e %.0f s",
-                step,
-                args.steps,
-                running,
-                ce.item(),
-                rps.item(),
-                lr_at(step),
-                time.perf_counter() - t_train,
-            )
-    train_s = time.perf_counter() - t_train
-    net.eval()
+        return xb, yb
+
+    def loss(net: Any, b: Any) -> Any:
+        logp = torch.log_softmax(net(b[0]), dim=1)
+        ce = -(b[1] * logp).sum(dim=1).mean()
+        rps = ((logp.exp().cumsum(1) - b[1].cumsum(1)) ** 2).sum(dim=1).mean()
+        return ce + args.rps_weight * rps
+
+    train_s = training.fit(net, batch, loss, cfg, rng=rng, seed=False).seconds
 
     # calibration on training sources with fresh noise, evaluation on held-out sources
     fm = make_model(net, width=args.width)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -166,36 +165,30 @@ def train(args: argparse.Namespace, data: list[Sample]) -> Any:
     import torch
     import torch.nn.functional as F
 
+    from cytolens.models import training
     from cytolens.segment.network import UNet
 
-    torch.manual_seed(args.seed)
+    training.seed_everything(args.seed)
     rng = np.random.default_rng(args.seed + 1)
     net = UNet(1, 2, CHANNELS)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    warmup = max(1, args.steps // 20)
-
-    def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 1 %
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (args.steps - warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    start = 0
+    cfg = training.TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        weight_decay=1e-4,
+        final_lr_fraction=0.01,
+        seed=args.seed,
+        threads=args.threads,
+        log_every=50,
+        checkpoint_every=250,
+    )
     ckpt = args.out / "checkpoint.pt"
-    if args.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        rng.bit_generator.state = state["rng"]
-        start = state["step"]
-        logger.info("resumed from step %d", start)
+    if not args.resume:
+        ckpt.unlink(missing_ok=True)
     sizes = np.array([s.image.size for s in data], float)
     p = np.sqrt(sizes) / np.sqrt(sizes).sum()
-    net.train()
-    t0, running = time.perf_counter(), []
-    for step in range(start, args.steps):
-        x, t = sample_batch(rng, data, p, args.batch)
+
+    def loss(net: Any, batch: Any) -> Any:
+        x, t = batch
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             out = net(x)
         out = out.float()
@@ -203,37 +196,17 @@ def train(args: argparse.Namespace, data: list[Sample]) -> Any:
         loss_d = (
             F.binary_cross_entropy_with_logits(out[:, 1], t[:, 1], reduction="none") * (1 + t[:, 0])
         ).mean()
-        loss = loss_fg + loss_d
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running.append(loss.item())
-        if (step + 1) % 50 == 0 or step + 1 == args.steps:
-            done = step + 1 - start
-            per = (time.perf_counter() - t0) / done
-            logger.info(
-                "step %d/%d loss %.4f lr %.2e %.2f s/step, %.0f min left",
-                step + 1,
-                args.steps,
-                float(np.mean(running)),
-                sched.get_last_lr()[0],
-                per,
-                per * (args.steps - step - 1) / 60,
-            )
-            running = []
-        if (step + 1) % 250 == 0 and step + 1 < args.steps:
-            torch.save(
-                {
-                    "net": net.state_dict(),
-                    "opt": opt.state_dict(),
-                    "sched": sched.state_dict(),
-                    "rng": rng.bit_generator.state,
-                    "step": step + 1,
-                },
-                ckpt,
-            )
-    net.eval()
+        return loss_fg + loss_d
+
+    training.fit(
+        net,
+        lambda step: sample_batch(rng, data, p, args.batch),
+        loss,
+        cfg,
+        checkpoint=ckpt,
+        rng=rng,
+        seed=False,
+    )
     return net
 
 

@@ -24,9 +24,7 @@ decay.
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -297,18 +295,6 @@ class HPADataset:
         return torch.from_numpy(np.ascontiguousarray(ex)), torch.from_numpy(self.targets[index])
 
 
-def _schedule(steps: int) -> Callable[[int], float]:
-    warmup = max(1, steps // 20)
-
-    def factor(step: int) -> float:  # linear warm-up, then cosine decay to 2 %
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 def train_network(
     dataset: HPADataset,
     config: TrainConfig,
@@ -351,57 +337,53 @@ def train_network(
     from torch.utils.data import DataLoader
 
     from cytolens.classify.network import HPANet
+    from cytolens.models import training
 
+    optim = training.TrainConfig(
+        steps=config.steps,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        final_lr_fraction=0.02,
+        seed=config.seed,
+        threads=config.threads,
+    )
     torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    training.seed_everything(config.seed)
     net = network if network is not None else HPANet()
-    net.train()
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.steps))
     weights = torch.as_tensor(sample_weights(dataset.targets), dtype=torch.double)
     pos_weight = None
     if config.balance:  # rare classes weigh more: sqrt of negatives per positive, in [1, 3.2]
         pos = dataset.targets.sum(0)
         ratio = (len(dataset.targets) - pos) / np.maximum(pos, 1)
         pos_weight = torch.as_tensor(np.sqrt(np.clip(ratio, 1, 10)), dtype=torch.float32)
-    step, epoch, started = 0, 0, time.perf_counter()
-    while step < config.steps:
-        dataset.set_epoch(epoch)
-        # weighted draws with replacement, each tagged with its draw number so that repeated
-        # draws of an image are different crops (see HPADataset.__getitem__)
-        n_draws = min(config.batch_size * (config.steps - step), 1 << 20)
-        generator = torch.Generator().manual_seed(config.seed * 7919 + epoch)
-        picks = torch.multinomial(weights, n_draws, replacement=True, generator=generator)
-        sampler = (picks + len(dataset) * torch.arange(n_draws)).tolist()
-        loader = DataLoader(
-            dataset,
-            batch_size=config.batch_size,
-            sampler=sampler,
-            num_workers=config.workers,
-            drop_last=False,
-        )
-        for x, y in loader:
-            loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=pos_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            value = float(loss.detach())
-            if progress is not None:
-                progress(step, value)
-            if step % 50 == 0 or step == config.steps:
-                logger.info(
-                    "step %d/%d loss %.4f (%.0f s)",
-                    step,
-                    config.steps,
-                    value,
-                    time.perf_counter() - started,
-                )
-            if step >= config.steps:
-                break
-        epoch += 1
-    return net.eval()
+
+    def batches() -> Any:
+        step, epoch = 0, 0
+        while True:
+            dataset.set_epoch(epoch)
+            # weighted draws with replacement, each tagged with its draw number so that repeated
+            # draws of an image are different crops (see HPADataset.__getitem__)
+            n_draws = min(config.batch_size * (config.steps - step), 1 << 20)
+            generator = torch.Generator().manual_seed(config.seed * 7919 + epoch)
+            picks = torch.multinomial(weights, n_draws, replacement=True, generator=generator)
+            sampler = (picks + len(dataset) * torch.arange(n_draws)).tolist()
+            yield from DataLoader(
+                dataset,
+                batch_size=config.batch_size,
+                sampler=sampler,
+                num_workers=config.workers,
+                drop_last=False,
+            )
+            step += -(-n_draws // config.batch_size)
+            epoch += 1
+
+    def loss(net: Any, batch: Any) -> Any:
+        x, y = batch
+        return F.binary_cross_entropy_with_logits(net(x), y, pos_weight=pos_weight)
+
+    on_step = None if progress is None else (lambda e: progress(int(e["step"]), e["loss"]))
+    training.fit(net, batches(), loss, optim, on_step=on_step, seed=False)
+    return net
 
 
 def predict_probabilities(network: Any, dataset: HPADataset, *, batch_size: int = 8) -> np.ndarray:

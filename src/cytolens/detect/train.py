@@ -14,9 +14,7 @@ per-channel intensity jitter.
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -251,13 +249,13 @@ def train_detector(
     import torch
 
     from cytolens.detect.network import CenterNet
+    from cytolens.models import training
 
     cfg = config or TrainConfig()
     if not examples:
         raise InputError("no annotated images to train on")
-    torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    rng = np.random.default_rng(cfg.seed)
+    rng = training.seed_everything(cfg.seed)
     channels = examples[0].image.shape[0]
     net = CenterNet(channels, len(classes), width=cfg.width)
     if initial is not None:
@@ -271,36 +269,39 @@ def train_detector(
             )
         }
         net.load_state_dict(state, strict=False)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    warmup = max(1, cfg.steps // 20)
-    net.train()
-    start = time.perf_counter()
-    for step in range(cfg.steps):
-        lr = cfg.lr * min(1.0, (step + 1) / warmup)
-        lr *= 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        batch = [
+    optim = training.TrainConfig(
+        steps=cfg.steps,
+        lr=cfg.lr,
+        weight_decay=1e-4,
+        final_lr_fraction=0.02,
+        grad_clip=10.0,
+        seed=cfg.seed,
+        threads=cfg.threads,
+        log_every=100,
+    )
+
+    def batch(step: int) -> Any:
+        drawn = [
             _augment(examples[int(rng.integers(len(examples)))], cfg.crop, rng)
             for _ in range(cfg.batch_size)
         ]
-        x = torch.from_numpy(np.stack([b[0] for b in batch]))
-        maps = [_targets(b[1], len(classes), cfg.crop) for b in batch]
-        targets = tuple(torch.from_numpy(np.stack([m[i] for m in maps])) for i in range(4))
-        loss, parts = _loss(net(x), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-        opt.step()
+        x = torch.from_numpy(np.stack([b[0] for b in drawn]))
+        maps = [_targets(b[1], len(classes), cfg.crop) for b in drawn]
+        return x, tuple(torch.from_numpy(np.stack([m[i] for m in maps])) for i in range(4))
+
+    parts: dict[str, float] = {}
+
+    def loss(net: Any, b: Any) -> Any:
+        value, found = _loss(net(b[0]), b[1])
+        parts.update(found)
+        return value
+
+    def on_step(entry: dict[str, float]) -> None:
         if progress is not None:
-            progress(step + 1, cfg.steps, {"loss": loss.item(), **parts})
-        if step % 100 == 0 or step == cfg.steps - 1:
-            logger.info(
-                "step %d/%d loss %.3f (focal %.3f size %.3f offset %.3f) %.0f s",
-                step, cfg.steps, loss.item(), parts["focal"], parts["size"], parts["offset"],
-                time.perf_counter() - start,
-            )  # fmt: skip
-    return net.eval()
+            progress(int(entry["step"]), cfg.steps, {"loss": entry["loss"], **parts})
+
+    training.fit(net, batch, loss, optim, rng=rng, on_step=on_step, seed=False)
+    return net
 
 
 def fit_score_pivots(

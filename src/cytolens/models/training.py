@@ -151,7 +151,7 @@ def lr_factor(
     >>> round(f(0), 2), f(9), round(f(99), 4)
     (0.1, 1.0, 0.0003)
     """
-    warmup = max(1, round(steps * warmup_fraction))
+    warmup = max(1, int(steps * warmup_fraction + 1e-9))
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -204,10 +204,13 @@ def _batches(source: Any, start: int) -> Iterator[Any]:
                 raise InputError("the training data gave no batch") from None
 
 
-def _save_checkpoint(path: Path, network: Any, opt: Any, sched: Any, step: int, cfg: Any) -> None:
+def _save_checkpoint(
+    path: Path, network: Any, opt: Any, sched: Any, step: int, cfg: Any, rng: Any
+) -> None:
     import torch
 
     state = {
+        "numpy_rng": rng.bit_generator.state if rng is not None else None,
         "step": step,
         "network": network.state_dict(),
         "optimizer": opt.state_dict(),
@@ -219,7 +222,9 @@ def _save_checkpoint(path: Path, network: Any, opt: Any, sched: Any, step: int, 
         torch.save(state, tmp)
 
 
-def _load_checkpoint(path: Path, network: Any, opt: Any, sched: Any, cfg: TrainConfig) -> int:
+def _load_checkpoint(
+    path: Path, network: Any, opt: Any, sched: Any, cfg: TrainConfig, rng: Any
+) -> int:
     import torch
 
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -232,6 +237,8 @@ def _load_checkpoint(path: Path, network: Any, opt: Any, sched: Any, cfg: TrainC
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
+    if rng is not None and state.get("numpy_rng") is not None:
+        rng.bit_generator.state = state["numpy_rng"]
     return int(state["step"])
 
 
@@ -245,6 +252,9 @@ def fit(
     validate_every: int = 0,
     progress: bool | Callable[[int, int], Any] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    rng: Any = None,
+    on_step: Callable[[dict[str, float]], Any] | None = None,
+    seed: bool = True,
     device: Any = "cpu",
 ) -> TrainResult:
     """Train ``network`` for ``config.steps`` optimizer steps.
@@ -271,6 +281,15 @@ def fit(
         ``True`` for a progress bar, or ``progress(done, total)``.
     checkpoint : path-like, optional
         Checkpoint file (see ``config.checkpoint_every``); resumed from when present.
+    rng : numpy.random.Generator, optional
+        The generator ``batches`` draws from: its state is saved in checkpoints
+        and restored on resume, so a resumed run draws the same batches.
+    on_step : callable, optional
+        Called with each step's history entry (``step``, ``loss``, ``lr``...).
+    seed : bool
+        Seed torch from ``config.seed`` first. Pass False when the caller
+        called :func:`seed_everything` itself before building the network, so
+        that initial weights and training draws follow one seeded stream.
     device : str or torch.device
         Where to train.
 
@@ -300,14 +319,15 @@ def fit(
     from cytolens.core.progress import progress_reporter
 
     torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
+    if seed:
+        seed_everything(config.seed)
     device = torch.device(str(device))
     network.to(device).train()
     opt, sched = make_optimizer(network, config)
     path = Path(checkpoint) if checkpoint is not None else None
     start = 0
     if path is not None and path.is_file():
-        start = _load_checkpoint(path, network, opt, sched, config)
+        start = _load_checkpoint(path, network, opt, sched, config, rng)
         logger.info("resumed from %s at step %d", path, start)
 
     def to_device(batch: Any) -> Any:
@@ -351,6 +371,8 @@ def fit(
                 run_validation(entry)
             result.history.append(entry)
             update(done)
+            if on_step is not None:
+                on_step(entry)
             if done % config.log_every == 0 or done == config.steps:
                 logger.info(
                     "step %d/%d loss %.4f (%.0f s)",
@@ -360,7 +382,7 @@ def fit(
                     time.perf_counter() - started,
                 )
             if path is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
-                _save_checkpoint(path, network, opt, sched, done, config)
+                _save_checkpoint(path, network, opt, sched, done, config, rng)
     result.seconds = time.perf_counter() - started
     network.eval()
     return result
