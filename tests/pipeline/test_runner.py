@@ -50,6 +50,10 @@ def test_run_writes_tables_labels_provenance_and_crate(images, tmp_path):
     items = pd.read_csv(out / "items.csv")
     nuclei = pd.read_csv(out / "nuclei.csv")
     assert len(nuclei) == items["nuclei"].sum() > 20
+    # the same table as Parquet, with the CSV's values
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "nuclei.parquet"), nuclei, check_dtype=False
+    )
     assert set(nuclei["image"]) == set(items["name"])
     first = res.records[0]
     labels = out / first["outputs"][0]
@@ -161,6 +165,7 @@ def test_output_folder_policy(images, tmp_path):
     left = sorted(p.name for p in (out2 / "labels").iterdir())
     assert left == [f"{one[0].stem}.ome.zarr"]
     assert not (out2 / "nuclei.csv").exists()
+    assert not (out2 / "nuclei.parquet").exists()
     assert len(first.records) == 4
 
 

@@ -11,6 +11,7 @@ Layout of the output folder::
 
     items.csv                 one row per input: status and each step's columns
     <table>.csv               per-object tables of every input (e.g. nuclei.csv)
+    <table>.parquet           the same table as Parquet (typed columns, for pandas/R/Arrow)
     <kind>/<name>.ome.zarr    images by kind (labels/, deconvolved/)
     tables/<table>/<name>.csv the per-input parts of the combined tables
     failures.csv              inputs that failed, with their one-line cause
@@ -199,7 +200,12 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 def _clear_earlier_run(out: Path, journal: Journal) -> None:
     """Remove what an earlier run recorded (its outputs and run files); keep anything else."""
-    tables = {f"{t}.csv" for r in journal.records.values() for t in r.get("tables", {})}
+    tables = {
+        f"{t}.{ext}"
+        for r in journal.records.values()
+        for t in r.get("tables", {})
+        for ext in ("csv", "parquet")
+    }
     for rel in [*journal.outputs(), *tables, *RUN_FILES]:
         path = out / rel
         if path.is_dir():
@@ -497,7 +503,9 @@ def _write_run_files(result: RunResult, spec: dict[str, Any], started: str, repo
         combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         with atomic_path(out / f"{table}.csv") as tmp:
             combined.to_csv(tmp, index=False)
-        outputs.append(f"{table}.csv")
+        with atomic_path(out / f"{table}.parquet") as tmp:
+            combined.to_parquet(tmp, index=False)
+        outputs += [f"{table}.csv", f"{table}.parquet"]
     rows = [
         {
             "file": r["source"],
