@@ -49,6 +49,7 @@ READ_SUFFIXES: dict[str, str] = {
     ".jpeg": "jpeg",
     ".jpg": "jpeg",
     ".zarr": "ome-zarr",
+    ".czi": "czi",
 }
 
 #: Suffixes :func:`cytolens.io.imwrite` accepts, longest first, with their format.
@@ -69,6 +70,7 @@ _MAGIC = {
     b"MM\x00+": "tiff",
     b"\x89PNG": "png",
     b"\xff\xd8\xff": "jpeg",
+    b"ZISRAWFI": "czi",  # Zeiss CZI, read by cytolens.io.czi
 }
 
 #: Micrometres per unit, keyed by lower-case unit names found in OME, ImageJ and NGFF.

@@ -93,6 +93,10 @@ def imread(
         raw = read_tiff(path, lazy=lazy, lazy_threshold_mb=lazy_threshold_mb)
     elif fmt == "ome-zarr":
         raw = read_ngff(path, lazy=lazy, lazy_threshold_mb=lazy_threshold_mb)
+    elif fmt == "czi":
+        from cytolens.io.czi import read_czi
+
+        raw = read_czi(path, lazy=lazy, lazy_threshold_mb=lazy_threshold_mb)
     else:
         raw = read_png_jpeg(path, fmt, lazy=lazy, lazy_threshold_mb=lazy_threshold_mb)
     image = _to_image(raw, path, axes)
