@@ -49,5 +49,8 @@ def image_layer(image: Image, name: str | None = None, **extra: Any) -> tuple[An
         spatial = axes
     kwargs.setdefault("name", base)
     kwargs["scale"] = tuple(float(image.pixel_size_um.get(ax, 1.0)) for ax in spatial)
+    kwargs["axis_labels"] = tuple(ax.lower() for ax in spatial)
+    if image.pixel_size_um:
+        kwargs["units"] = tuple("um" if ax in image.pixel_size_um else "pixel" for ax in spatial)
     kwargs.update(extra)
     return image.data, kwargs, "image"

@@ -41,7 +41,29 @@ def tracking_sample() -> LayerData:
 
     Examples
     --------
-    >>> [(d.shape, k["scale"]) for d, k, _ in tracking_sample()]
-    [((20, 320, 320), (1.0, 0.125, 0.125))]
+    >>> [(d.shape, k["scale"], k["units"]) for d, k, _ in tracking_sample()]
+    [((20, 320, 320), (1.0, 0.125, 0.125), ('pixel', 'um', 'um'))]
     """
     return [_layer("tracking", "tracking")]
+
+
+def blood_sample() -> LayerData:
+    """A blood smear (RGB, 480 x 640), for detection.
+
+    Examples
+    --------
+    >>> [(d.shape, k["rgb"]) for d, k, _ in blood_sample()]
+    [((480, 640, 3), True)]
+    """
+    return [_layer("blood_smear", "blood smear")]
+
+
+def hpa_sample() -> LayerData:
+    """A Human Protein Atlas field: four channel layers (``CYX``, 4 x 512 x 512).
+
+    Examples
+    --------
+    >>> [(d.shape, k["name"]) for d, k, _ in hpa_sample()]
+    [((4, 512, 512), ['microtubules', 'protein', 'nucleus', 'ER'])]
+    """
+    return [_layer("hpa_cells", "hpa")]

@@ -1,211 +1,401 @@
-"""napari widgets as plain functions (npe2 ``autogenerate``), also callable on numpy arrays.
+"""napari dock widgets: one per capability, each running its job in a worker thread.
 
-Annotations such as ``napari.types.ImageData`` stay strings (postponed
-evaluation; napari is imported only for type checkers), which magicgui
-resolves when napari builds the widget, so importing this module imports
-neither napari nor Qt; each function imports the capability
-(and so torch) only when it runs.
+Every widget is a magicgui :class:`~magicgui.widgets.Container` built by
+:func:`make_widget` from a :class:`WidgetSpec`: layer pickers (only layers of
+the right type), the options, a Run and a Cancel button, a progress bar and a
+status line. "Run" checks the selection on the main thread, then calls the
+job of :mod:`cytolens.napari._jobs` in napari's ``thread_worker`` so the
+window stays responsive; progress reported by the API moves the bar, and
+"Cancel" stops the job at its next progress report (jobs whose API reports
+no progress are discarded when they end). Output layers get the scale,
+translate, units and axis labels of the input layer. Bad input and failures
+become one line in napari's notification area and in the status line,
+never a traceback dialog.
+
+This module deliberately has no ``from __future__ import annotations``:
+magicgui resolves annotations at run time, and the widgets are built from
+explicit magicgui widgets rather than from annotations, so no postponed
+annotation can fail to resolve (the ``ForwardRef('SegmentMethod')`` failure).
+napari, magicgui and Qt are imported only when a widget is built.
 """
 
-from __future__ import annotations
-
-from enum import Enum
-from typing import TYPE_CHECKING
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import napari
+from cytolens.core.errors import CytolensError
+from cytolens.napari import _jobs
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SPECS", "Input", "Option", "WidgetSpec", "make_widget"]
 
 
-class SegmentMethod(str, Enum):
-    """Nucleus segmentation method: the shipped model or the classical baseline."""
+@dataclass(frozen=True)
+class Input:
+    """A layer the job reads: its parameter name, layer type and a name hint for the default."""
 
-    model = "model"
-    classical = "classical"
-
-
-class DeconvolutionMethod(str, Enum):
-    """Deconvolution method of :func:`cytolens.restore.deconvolve`."""
-
-    wiener_butterworth = "wiener-butterworth"
-    richardson_lucy = "richardson-lucy"
+    name: str
+    kind: str = "image"
+    label: str = ""
+    prefer: str = ""
 
 
-def rate_focus_widget(
-    image: napari.types.ImageData,
-    patch_size: int = 84,
-) -> napari.types.LayerDataTuple:
-    """Rate the focus of a 2-D image: a Shapes layer of patches coloured by defocus level.
+@dataclass(frozen=True)
+class Option:
+    """An option of the job: parameter name, default, and choices or limits."""
 
-    Parameters
-    ----------
-    image : array_like
-        2-D grey image.
-    patch_size : int
-        Patch side in pixels (the shipped model was trained on 84).
+    name: str
+    default: Any
+    label: str = ""
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
 
-    Returns
-    -------
-    (data, kwargs, "shapes")
-        One rectangle per patch (corners in ``(y, x)``), edge colour as in
-        :func:`cytolens.focus.overlay_rgb` (green level 0, in focus, through
-        yellow to red; opacity from the certainty); ``properties`` ``level``, ``certainty`` and
-        ``is_blank`` per patch; the verdict in the layer name and, with the
-        in-focus probability and mean level, in ``metadata``.
+
+@dataclass(frozen=True)
+class WidgetSpec:
+    """What a widget shows and which job of :mod:`cytolens.napari._jobs` it runs."""
+
+    title: str
+    job: Callable[..., list]
+    inputs: tuple[Input, ...]
+    options: tuple[Option, ...] = ()
+    physical_units: bool = False
+    help: str = field(default="")
+
+
+SPECS: dict[str, WidgetSpec] = {
+    "rate_focus": WidgetSpec(
+        "Rate focus",
+        _jobs.rate_focus_layers,
+        (Input("image"),),
+        (Option("patch_size", 84, "patch size (px)", minimum=16, maximum=1024),),
+        help="Defocus level of every patch of a 2-D image (green: in focus, red: blurred).",
+    ),
+    "best_plane": WidgetSpec(
+        "Best plane",
+        _jobs.best_plane_layers,
+        (Input("stack"),),
+        (
+            Option(
+                "method", "model", choices=("model", "brenner_gradient", "variance_of_laplacian")
+            ),
+        ),
+        help="The sharpest plane of a Z stack.",
+    ),
+    "deconvolve": WidgetSpec(
+        "Deconvolve",
+        _jobs.deconvolve_layers,
+        (Input("image"), Input("psf", prefer="psf")),
+        (
+            Option(
+                "method", "wiener-butterworth", choices=("wiener-butterworth", "richardson-lucy")
+            ),
+            Option("iterations", 2, minimum=1, maximum=500),
+        ),
+        help="Richardson-Lucy deconvolution with a measured or theoretical PSF layer.",
+    ),
+    "segment_nuclei": WidgetSpec(
+        "Segment nuclei",
+        _jobs.segment_nuclei_layers,
+        (Input("image"),),
+        (
+            Option("method", "model", choices=("model", "classical")),
+            Option("diameter", 0.0, "diameter (px, 0 = auto)", minimum=0, maximum=1000),
+        ),
+        help="Nuclei of a 2-D image as a Labels layer.",
+    ),
+    "track": WidgetSpec(
+        "Track nuclei",
+        _jobs.track_layers,
+        (Input("movie"),),
+        (Option("segmenter", "threshold", choices=("threshold", "nuclei")),),
+        physical_units=True,
+        help="Segment and link the nuclei of a TYX movie; speeds in the layer's units.",
+    ),
+    "detect": WidgetSpec(
+        "Detect cells",
+        _jobs.detect_layers,
+        (Input("image"),),
+        (Option("min_score", 0.0, "min score (0 = model's)", minimum=0.0, maximum=1.0),),
+        help="Boxes with a class and a score (shipped model: blood cells).",
+    ),
+    "hpa_cells": WidgetSpec(
+        "Classify HPA cells",
+        _jobs.hpa_cells_layers,
+        tuple(
+            Input(name.lower(), prefer=hint)
+            for name, hint in zip(
+                _jobs.HPA_INPUTS, ("microtub", "protein", "nucle", "er"), strict=True
+            )
+        ),
+        help="Cells of a Human Protein Atlas field, each with its nucleolar call.",
+    ),
+}
+
+
+class _Cancelled(Exception):
+    """Raised in the worker by the progress callback after "Cancel"."""
+
+
+def _run_job(spec: WidgetSpec, kwargs: dict[str, Any], progress: Callable) -> tuple[str, Any]:
+    """Call the job in the worker thread; return ``(status, result or message)``, never raise."""
+    try:
+        return "ok", spec.job(**kwargs, progress=progress)
+    except _Cancelled:
+        return "cancelled", f"{spec.title}: cancelled"
+    except (CytolensError, ValueError) as exc:
+        return "invalid", str(exc)
+    except Exception as exc:  # a widget must not end in a traceback dialog
+        logger.exception("%s failed", spec.title)
+        return "error", f"{spec.title} failed: {type(exc).__name__}: {exc}"
+
+
+def _output_ndim(data: Any, kind: str, source: Any) -> int:
+    if kind == "tracks":
+        return int(np.shape(data)[1]) - 1
+    if kind == "shapes":
+        return int(np.shape(data)[-1]) if len(data) else int(source.ndim)
+    return int(np.ndim(data))
+
+
+def inherit_geometry(kwargs: dict, data: Any, kind: str, source: Any) -> dict:
+    """``kwargs`` with the source layer's scale, translate, units and axis labels.
+
+    The last ``n`` axes of the source are used for an ``n``-D output (a
+    best plane of a ``ZYX`` stack gets the ``YX`` scale).
+    """
+    ndim = _output_ndim(data, kind, source)
+    out = dict(kwargs)
+    if ndim > source.ndim:
+        return out
+    out.setdefault("scale", tuple(source.scale[-ndim:]))
+    out.setdefault("translate", tuple(source.translate[-ndim:]))
+    for attr in ("units", "axis_labels"):
+        value = getattr(source, attr, None)
+        if value is not None:
+            out.setdefault(attr, tuple(str(v) for v in value[-ndim:]))
+    return out
+
+
+def physical_sizes(layer: Any) -> tuple[float | None, float | None]:
+    """Pixel size in um (last axis) and frame interval in s (first axis) from the layer's units.
+
+    ``None`` where the unit is not a length (a time), e.g. napari's default ``pixel``.
+    """
+    units = getattr(layer, "units", None)
+    if not units:
+        return None, None
+
+    def convert(unit: Any, scale: float, target: str) -> float | None:
+        try:
+            return float((scale * unit).to(target).magnitude)
+        except Exception:  # pint: dimensionality error, 'pixel' and other non-physical units
+            return None
+
+    return convert(units[-1], layer.scale[-1], "um"), convert(units[0], layer.scale[0], "s")
+
+
+def _layer_data(layer: Any) -> Any:
+    """The full-resolution data of a layer (level 0 of a pyramid)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+@cache
+def _widget_class() -> type:
+    from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, create_widget
+    from superqt.utils import ensure_main_thread
+
+    from napari import layers
+
+    layer_types = {"image": layers.Image, "labels": layers.Labels}
+
+    class CytolensWidget(Container):
+        """A cytolens job as a napari dock widget (see the module docstring)."""
+
+        def __init__(self, spec: WidgetSpec, viewer: Any) -> None:
+            self.spec, self.viewer, self.worker = spec, viewer, None
+            self._cancel = threading.Event()
+            self.inputs = {}
+            for inp in spec.inputs:
+                kind = layer_types[inp.kind]
+                self.inputs[inp.name] = ComboBox(
+                    name=inp.name,
+                    label=inp.label or inp.name,
+                    nullable=True,
+                    choices=lambda _w, kind=kind: [
+                        (layer.name, layer) for layer in viewer.layers if isinstance(layer, kind)
+                    ],
+                )
+            self.option_widgets = {}
+            for opt in spec.options:
+                label = opt.label or opt.name.replace("_", " ")
+                if opt.choices:
+                    w = ComboBox(name=opt.name, label=label, choices=opt.choices, value=opt.default)
+                else:
+                    limits = {
+                        k: v
+                        for k, v in (("min", opt.minimum), ("max", opt.maximum))
+                        if v is not None
+                    }
+                    w = create_widget(value=opt.default, name=opt.name, label=label, options=limits)
+                self.option_widgets[opt.name] = w
+            self.run_button = PushButton(name="run", text=f"Run {spec.title.lower()}")
+            self.cancel_button = PushButton(name="cancel", text="Cancel", enabled=False)
+            self.progress = ProgressBar(name="progress", value=0, min=0, max=1, visible=False)
+            self.status = Label(name="status", value=spec.help)
+            super().__init__(
+                widgets=[
+                    *self.inputs.values(),
+                    *self.option_widgets.values(),
+                    self.run_button,
+                    self.cancel_button,
+                    self.progress,
+                    self.status,
+                ],
+                labels=True,
+            )
+            self.run_button.changed.connect(self.run)
+            self.cancel_button.changed.connect(self.cancel)
+            for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+                event.connect(self._refresh_inputs)
+            self._refresh_inputs()
+
+        def _refresh_inputs(self, *_: Any) -> None:
+            self.reset_choices()
+            for inp in self.spec.inputs:
+                combo = self.inputs[inp.name]
+                choices = [c for c in combo.choices if c is not None]
+                if combo.value is None and choices:
+                    preferred = [c for c in choices if inp.prefer and inp.prefer in c.name.lower()]
+                    plain = [
+                        c
+                        for c in choices
+                        if not any(
+                            i.prefer and i.prefer in c.name.lower() for i in self.spec.inputs
+                        )
+                    ]
+                    combo.value = (preferred or plain or choices)[-1]
+
+        def notify(self, message: str, level: str = "warning") -> None:
+            from napari.utils import notifications
+
+            self.status.value = message
+            getattr(notifications, f"show_{level}")(message)
+
+        def run(self, *_: Any) -> Any:
+            """Start the job in a worker thread; return the worker (``None`` on bad input)."""
+            if self.worker is not None:
+                return None
+            selected = {name: combo.value for name, combo in self.inputs.items()}
+            for inp in self.spec.inputs:
+                layer = selected[inp.name]
+                kind = layer_types[inp.kind]
+                if layer is None or not isinstance(layer, kind):
+                    got = "no layer is selected" if layer is None else f"got {layer!r}"
+                    self.notify(f"{self.spec.title} needs {inp.kind} layer as '{inp.name}'; {got}")
+                    return None
+            kwargs = {name: _layer_data(layer) for name, layer in selected.items()}
+            kwargs.update({name: w.value for name, w in self.option_widgets.items()})
+            source = selected[self.spec.inputs[0].name]
+            if self.spec.physical_units:
+                kwargs["pixel_size_um"], kwargs["frame_interval_s"] = physical_sizes(source)
+            self._cancel.clear()
+
+            def progress(done: int, total: int) -> None:
+                if self._cancel.is_set():
+                    raise _Cancelled
+                self._show_progress(done, total)
+
+            from napari.qt.threading import create_worker
+
+            worker = create_worker(_run_job, self.spec, kwargs, progress)
+            worker.returned.connect(lambda result: self._finish(result, source))
+            worker.finished.connect(self._idle)
+            self.worker = worker
+            self.run_button.enabled = False
+            self.cancel_button.enabled = True
+            self.progress.max, self.progress.value, self.progress.visible = 0, 0, True
+            self.status.value = f"{self.spec.title}: running..."
+            worker.start()
+            return worker
+
+        @ensure_main_thread
+        def _show_progress(self, done: int, total: int) -> None:
+            if total and total > 0:
+                self.progress.max = int(total)
+                self.progress.value = int(min(done, total))
+
+        def cancel(self, *_: Any) -> None:
+            """Ask the running job to stop at its next progress report."""
+            if self.worker is not None:
+                self._cancel.set()
+                self.status.value = f"{self.spec.title}: cancelling..."
+
+        def _finish(self, result: tuple[str, Any], source: Any) -> None:
+            status, value = result
+            if self._cancel.is_set() or status == "cancelled":
+                self.notify(f"{self.spec.title}: cancelled", "info")
+                return
+            if status != "ok":
+                self.notify(value, "warning" if status == "invalid" else "error")
+                return
+            names = []
+            for data, kwargs, kind in value:
+                full = inherit_geometry(kwargs, data, kind, source)
+                getattr(self.viewer, f"add_{kind}")(data, **full)
+                names.append(full.get("name", kind))
+            self.status.value = f"{self.spec.title}: added {', '.join(map(str, names))}"
+
+        def _idle(self) -> None:
+            self.worker = None
+            self.run_button.enabled = True
+            self.cancel_button.enabled = False
+            self.progress.visible = False
+
+    return CytolensWidget
+
+
+def class_name(key: str) -> str:
+    """The dock widget class name of ``SPECS[key]``: ``"rate_focus"`` -> ``"RateFocusWidget"``.
 
     Examples
     --------
-    >>> from cytolens import data
-    >>> shapes, kwargs, kind = rate_focus_widget(data.nuclei().data)
-    >>> kind, shapes.shape, kwargs["name"]
-    ('shapes', (48, 4, 2), 'focus: in focus')
+    >>> class_name("hpa_cells")
+    'HpaCellsWidget'
     """
-    from cytolens.focus import rate_focus
-    from cytolens.focus.overlay import level_rgba
-
-    result = rate_focus(image, patch_size=patch_size)
-    table, ps = result.patches, result.patch_size
-    y0 = table["y0"].to_numpy(np.float64)
-    x0 = table["x0"].to_numpy(np.float64)
-    corners = np.array([[0, 0], [0, ps], [ps, ps], [ps, 0]], np.float64)
-    rectangles = np.stack([y0, x0], axis=1)[:, None, :] + corners[None]
-    n_levels = len(result.probabilities)
-    kwargs = {
-        "name": f"focus: {result.verdict}",
-        "shape_type": "rectangle",
-        "edge_color": level_rgba(table["level"], n_levels, table["certainty"]),
-        "face_color": "transparent",
-        "edge_width": max(1.0, ps / 40),
-        "properties": {
-            "level": table["level"].to_numpy(),
-            "certainty": table["certainty"].to_numpy(),
-            "is_blank": table["is_blank"].to_numpy(),
-        },
-        "metadata": {
-            "verdict": result.verdict,
-            "p_in_focus": result.p_in_focus,
-            "mean_level": result.mean_level,
-            "blank_fraction": result.blank_fraction,
-            "model": result.model,
-        },
-    }
-    return rectangles, kwargs, "shapes"
+    return "".join(part.title() for part in key.split("_")) + "Widget"
 
 
-def segment_nuclei_widget(
-    image: napari.types.ImageData,
-    method: SegmentMethod = SegmentMethod.model,
-    diameter: float = 0.0,
-) -> napari.types.LabelsData:
-    """Segment nuclei in a 2-D image: a label image (0 = background).
+@cache
+def widget_classes() -> dict[str, type]:
+    """One dock widget class per spec, as napari instantiates them: ``Class(napari_viewer)``."""
+    base = _widget_class()
+    classes = {}
+    for key, spec in SPECS.items():
 
-    Parameters
-    ----------
-    image : array_like
-        2-D image.
-    method : {"model", "classical"}
-        :func:`cytolens.segment.nuclei` or :func:`cytolens.segment.nuclei_classical`.
-    diameter : float
-        Typical nucleus diameter in pixels; 0 estimates it.
+        def __init__(self: Any, napari_viewer: Any, _spec: WidgetSpec = spec) -> None:
+            base.__init__(self, _spec, napari_viewer)
 
-    Returns
-    -------
-    numpy.ndarray of uint32
-
-    Examples
-    --------
-    >>> from cytolens import data
-    >>> labels = segment_nuclei_widget(data.nuclei().data, method="classical")
-    >>> labels.shape, bool(labels.max() > 0)
-    ((520, 696), True)
-    """
-    from cytolens import segment
-
-    method = SegmentMethod(method)
-    fn = segment.nuclei if method is SegmentMethod.model else segment.nuclei_classical
-    return fn(image, diameter=diameter or None)
+        name = class_name(key)
+        doc = f"Dock widget: {spec.title.lower()} (:func:`cytolens.napari._jobs`)."
+        classes[name] = type(name, (base,), {"__init__": __init__, "__doc__": doc})
+    return classes
 
 
-def deconvolve_widget(
-    image: napari.types.ImageData,
-    psf: napari.types.ImageData,
-    iterations: int = 2,
-    method: DeconvolutionMethod = DeconvolutionMethod.wiener_butterworth,
-) -> napari.types.LayerDataTuple:
-    """Deconvolve a 2-D or 3-D image with a PSF layer: a new Image layer.
-
-    Parameters
-    ----------
-    image : array_like
-        ``YX`` or ``ZYX`` image.
-    psf : array_like
-        PSF with the same number of dimensions (e.g. a bead image).
-    iterations : int
-        Iterations (1-3 suffice for Wiener-Butterworth, tens for Richardson-Lucy).
-    method : {"wiener-butterworth", "richardson-lucy"}
-        See :func:`cytolens.restore.deconvolve`.
-
-    Returns
-    -------
-    (data, kwargs, "image")
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> yy, xx = np.mgrid[-4:5, -4:5]
-    >>> psf = np.exp(-(yy**2 + xx**2) / 4.0).astype(np.float32)
-    >>> out, kwargs, kind = deconvolve_widget(np.ones((32, 32), np.float32), psf)
-    >>> kind, out.shape, kwargs["name"]
-    ('image', (32, 32), 'deconvolved (wiener-butterworth, 2 it.)')
-    """
-    from cytolens.restore import deconvolve
-
-    method = DeconvolutionMethod(method)
-    out = deconvolve(image, psf, method=method.value, iterations=int(iterations))
-    name = f"deconvolved ({method.value}, {int(iterations)} it.)"
-    return out, {"name": name}, "image"
+def make_widget(key: str, napari_viewer: Any) -> Any:
+    """Build the dock widget of ``SPECS[key]`` for ``napari_viewer`` (a Viewer or ViewerModel)."""
+    return widget_classes()[class_name(key)](napari_viewer)
 
 
-def track_widget(
-    movie: napari.types.ImageData,
-    segmenter: SegmentMethod = SegmentMethod.classical,
-) -> list[napari.types.LayerDataTuple]:
-    """Segment and track the nuclei of a ``TYX`` movie: a Tracks and a Labels layer.
-
-    Parameters
-    ----------
-    movie : array_like
-        Raw movie, time first (``TYX`` or ``TZYX``).
-    segmenter : {"classical", "model"}
-        Per-frame segmentation: the threshold baseline (default; tracks the
-        Cell Tracking Challenge movies best) or :func:`cytolens.segment.nuclei`.
-
-    Returns
-    -------
-    list of layer-data tuples
-        ``(tracks, kwargs, "tracks")`` with rows ``track_id, t, (z,) y, x`` and
-        a ``graph`` of divisions / closed gaps (child -> [parent]), and
-        ``(labels, kwargs, "labels")`` with each object carrying its track id.
-
-    Examples
-    --------
-    >>> from cytolens import data
-    >>> (tracks, kw, kind), (labels, _, _) = track_widget(data.tracking().data[:3])
-    >>> kind, tracks.shape[1], labels.shape
-    ('tracks', 4, (3, 320, 320))
-    """
-    from cytolens.track import track_movie
-
-    segmenter = SegmentMethod(segmenter)
-    result = track_movie(
-        movie, segmenter="threshold" if segmenter is SegmentMethod.classical else "nuclei"
-    )
-    table = result.tracks
-    columns = ["track_id", "t"] + [c for c in ("z", "y", "x") if c in table.columns]
-    data = table[columns].to_numpy(np.float64)
-    parents = table.groupby("track_id")["parent_track_id"].first()
-    graph = {int(child): [int(parent)] for child, parent in parents.items() if parent > 0}
-    tracks = (data, {"name": "tracks", "graph": graph, "tail_length": 5}, "tracks")
-    labels = (result.labels, {"name": "tracked labels"}, "labels")
-    return [tracks, labels]
+def __getattr__(name: str) -> Any:
+    """The dock widget classes the manifest names, created on first access (imports magicgui)."""
+    if name.endswith("Widget") and name in {class_name(key) for key in SPECS}:
+        return widget_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,310 @@
+"""What each napari widget computes, as plain functions on arrays (no napari, no Qt).
+
+Each function takes the data of the selected layers and the widget's options,
+checks them (an :class:`~cytolens.core.errors.InputError` naming what is
+expected, which the widget shows as a notification), calls the cytolens API
+and returns napari layer-data tuples ``(data, kwargs, layer_type)`` in the
+pixel grid of the input. The widgets (:mod:`cytolens.napari._widgets`) run
+these in a worker thread and give every output the input layer's ``scale``,
+``translate`` and ``units``.
+
+``progress`` is ``None`` or a callable ``progress(done, total)``; it may raise
+to cancel (the widgets raise on "Cancel").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from cytolens.core.errors import InputError
+
+LayerData = tuple[Any, dict, str]
+Progress = Callable[[int, int], Any] | None
+
+#: The Human Protein Atlas channels in the order :func:`cytolens.classify.classify_cells` wants.
+HPA_INPUTS = ("microtubules", "protein", "nucleus", "ER")
+
+
+def require_ndim(data: Any, ndims: tuple[int, ...], what: str, expected: str) -> None:
+    """Raise :class:`InputError` unless ``data`` has one of ``ndims`` dimensions.
+
+    Examples
+    --------
+    >>> require_ndim(np.zeros((4, 4, 4)), (2,), "Segment nuclei", "a 2-D image (YX)")
+    Traceback (most recent call last):
+    ...
+    cytolens.core.errors.InputError: Segment nuclei needs a 2-D image (YX); got 3 dimensions ...
+    """
+    if data is None:
+        raise InputError(f"{what} needs {expected}; no layer is selected")
+    ndim = np.ndim(data)
+    if ndim not in ndims:
+        raise InputError(
+            f"{what} needs {expected}; got {ndim} dimensions (shape {tuple(np.shape(data))})"
+        )
+
+
+def rate_focus_layers(
+    image: Any, *, patch_size: int = 84, progress: Progress = None
+) -> list[LayerData]:
+    """Rate the focus of a 2-D image: a Shapes layer of patches coloured by defocus level.
+
+    Returns
+    -------
+    list with one ``(rectangles, kwargs, "shapes")``
+        One rectangle per patch (corners ``(y, x)``), edge colour as in
+        :func:`cytolens.focus.overlay_rgb` (green = level 0, in focus, to red;
+        opacity from the certainty); ``features`` ``level``, ``certainty``,
+        ``is_blank``; the verdict in the name and, with the in-focus
+        probability and mean level, in ``metadata``.
+
+    Examples
+    --------
+    >>> from cytolens import data
+    >>> ((shapes, kwargs, kind),) = rate_focus_layers(data.nuclei().data)
+    >>> kind, shapes.shape, kwargs["name"]
+    ('shapes', (48, 4, 2), 'focus: in focus')
+    """
+    from cytolens.focus import rate_focus
+    from cytolens.focus.overlay import level_rgba
+
+    require_ndim(image, (2,), "Rate focus", "a 2-D grey image (YX)")
+    result = rate_focus(np.asarray(image), patch_size=int(patch_size), progress=progress)
+    table, ps = result.patches, result.patch_size
+    corners = np.array([[0, 0], [0, ps], [ps, ps], [ps, 0]], np.float64)
+    origin = np.stack([table["y0"].to_numpy(np.float64), table["x0"].to_numpy(np.float64)], 1)
+    rectangles = origin[:, None, :] + corners[None]
+    kwargs = {
+        "name": f"focus: {result.verdict}",
+        "shape_type": "rectangle",
+        "edge_color": level_rgba(table["level"], len(result.probabilities), table["certainty"]),
+        "face_color": "transparent",
+        "edge_width": max(1.0, ps / 40),
+        "features": {
+            "level": table["level"].to_numpy(),
+            "certainty": table["certainty"].to_numpy(),
+            "is_blank": table["is_blank"].to_numpy(),
+        },
+        "metadata": {
+            "verdict": result.verdict,
+            "p_in_focus": result.p_in_focus,
+            "mean_level": result.mean_level,
+            "blank_fraction": result.blank_fraction,
+            "model": result.model,
+        },
+    }
+    return [(rectangles, kwargs, "shapes")]
+
+
+def best_plane_layers(
+    stack: Any, *, method: str = "model", progress: Progress = None
+) -> list[LayerData]:
+    """The sharpest plane of a ``ZYX`` stack, as a 2-D Image layer.
+
+    Examples
+    --------
+    >>> stack = np.zeros((3, 96, 96), np.float32)
+    >>> stack[1, ::8, ::8] = 1.0
+    >>> ((plane, kwargs, kind),) = best_plane_layers(stack, method="brenner_gradient")
+    >>> kind, plane.shape, kwargs["name"]
+    ('image', (96, 96), 'best plane (z=1)')
+    """
+    from cytolens.focus import best_plane
+
+    require_ndim(stack, (3,), "Best plane", "a 3-D stack (ZYX)")
+    index, scores = best_plane(stack, method=method, progress=progress)
+    plane = np.asarray(stack[index])
+    kwargs = {"name": f"best plane (z={index})", "metadata": {"z": index, "scores": scores}}
+    return [(plane, kwargs, "image")]
+
+
+def deconvolve_layers(
+    image: Any,
+    psf: Any,
+    *,
+    method: str = "wiener-butterworth",
+    iterations: int = 2,
+    progress: Progress = None,
+) -> list[LayerData]:
+    """Deconvolve a 2-D or 3-D image with a PSF layer of the same dimensionality.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[-4:5, -4:5]
+    >>> psf = np.exp(-(yy**2 + xx**2) / 4.0).astype(np.float32)
+    >>> ((out, kwargs, kind),) = deconvolve_layers(np.ones((32, 32), np.float32), psf)
+    >>> kind, out.shape, kwargs["name"]
+    ('image', (32, 32), 'deconvolved (wiener-butterworth, 2 it.)')
+    """
+    from cytolens.restore import deconvolve
+
+    require_ndim(image, (2, 3), "Deconvolve", "a 2-D or 3-D image (YX or ZYX)")
+    require_ndim(psf, (np.ndim(image),), "Deconvolve", f"a {np.ndim(image)}-D PSF like the image")
+    out = deconvolve(
+        image, psf, method=method, iterations=int(iterations), device="cpu", progress=progress
+    )
+    name = f"deconvolved ({method}, {int(iterations)} it.)"
+    return [(out, {"name": name}, "image")]
+
+
+def segment_nuclei_layers(
+    image: Any,
+    *,
+    method: str = "model",
+    diameter: float = 0.0,
+    progress: Progress = None,
+) -> list[LayerData]:
+    """Segment nuclei in a 2-D image: a Labels layer (0 = background).
+
+    Examples
+    --------
+    >>> from cytolens import data
+    >>> ((labels, kwargs, kind),) = segment_nuclei_layers(data.nuclei().data, method="classical")
+    >>> kind, labels.shape, kwargs["name"].startswith("nuclei (classical")
+    ('labels', (520, 696), True)
+    """
+    from cytolens import segment
+
+    require_ndim(image, (2,), "Segment nuclei", "a 2-D image (YX)")
+    if method == "model":
+        labels = segment.nuclei(image, diameter=diameter or None, device="cpu", progress=progress)
+    elif method == "classical":
+        labels = segment.nuclei_classical(image, diameter=diameter or None)
+    else:
+        raise InputError(f"Segment nuclei: unknown method {method!r}; use 'model' or 'classical'")
+    n = int(labels.max())
+    return [(labels, {"name": f"nuclei ({method}, {n})"}, "labels")]
+
+
+def track_layers(
+    movie: Any,
+    *,
+    segmenter: str = "threshold",
+    pixel_size_um: float | None = None,
+    frame_interval_s: float | None = None,
+    progress: Progress = None,
+) -> list[LayerData]:
+    """Segment and track the nuclei of a ``TYX`` movie: a Tracks and a Labels layer.
+
+    Tracks rows are ``track_id, t, (z,) y, x`` in pixels of the movie (the
+    widget gives the layer the movie's scale, so they show in micrometres);
+    ``graph`` holds divisions and closed gaps (child -> [parent]);
+    ``features`` hold, per point, the step speed from
+    :func:`cytolens.track.features.step_features` (um per time unit when
+    ``pixel_size_um`` is given, else pixels per frame).
+
+    Examples
+    --------
+    >>> from cytolens import data
+    >>> (tracks, kw, kind), (labels, _, _) = track_layers(data.tracking().data[:3])
+    >>> kind, tracks.shape[1], labels.shape
+    ('tracks', 4, (3, 320, 320))
+    """
+    from cytolens.track import track_movie
+    from cytolens.track.features import step_features
+
+    require_ndim(movie, (3, 4), "Track nuclei", "a movie with time first (TYX or TZYX)")
+
+    def relay(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            # segmenting is most of the work: frames count once, linking once more
+            progress(done if stage == "segmenting" else total, total + 1)
+
+    result = track_movie(np.asarray(movie), segmenter=segmenter, progress=relay)
+    table = result.tracks
+    spatial = [c for c in ("z", "y", "x") if c in table.columns]
+    data = table[["track_id", "t", *spatial]].to_numpy(np.float64)
+    parents = table.groupby("track_id")["parent_track_id"].first()
+    graph = {int(child): [int(parent)] for child, parent in parents.items() if parent > 0}
+    steps = step_features(table, pixel_size_um=pixel_size_um, frame_interval_s=frame_interval_s)
+    speed = next(c for c in steps.columns if c.startswith("speed"))
+    features = {speed: steps[speed].fillna(0.0).to_numpy()}
+    tracks_kw = {
+        "name": f"tracks ({result.n_tracks})",
+        "graph": graph,
+        "tail_length": 5,
+        "features": features,
+        "color_by": speed,
+    }
+    return [(data, tracks_kw, "tracks"), (result.labels, {"name": "tracked nuclei"}, "labels")]
+
+
+def detect_layers(
+    image: Any, *, min_score: float = 0.0, progress: Progress = None
+) -> list[LayerData]:
+    """Detect objects (blood cells with the shipped model) in a 2-D or RGB image: a Shapes layer.
+
+    Examples
+    --------
+    >>> from cytolens import data
+    >>> ((boxes, kwargs, kind),) = detect_layers(data.blood_smear().data)
+    >>> kind, boxes.shape[1:], set(kwargs["features"]["class"]) <= {"RBC", "WBC", "Platelets"}
+    ('shapes', (4, 2), True)
+    """
+    from cytolens.detect import detect
+
+    arr = np.asarray(image)
+    rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+    require_ndim(arr[..., 0] if rgb else arr, (2,), "Detect", "a 2-D grey or RGB image (YX[C])")
+    table = detect(arr, min_score=min_score or None, device="cpu")
+    if progress is not None:
+        progress(1, 1)
+    y0, x0 = table["ymin"].to_numpy(float), table["xmin"].to_numpy(float)
+    y1, x1 = table["ymax"].to_numpy(float), table["xmax"].to_numpy(float)
+    boxes = np.stack([np.stack([y0, x0], 1), np.stack([y0, x1], 1), np.stack([y1, x1], 1)], 1)
+    boxes = np.concatenate([boxes, np.stack([y1, x0], 1)[:, None]], 1).reshape(-1, 4, 2)
+    kwargs = {
+        "name": f"detections ({len(table)})",
+        "shape_type": "rectangle",
+        "face_color": "transparent",
+        "edge_color": "class",
+        "edge_width": 2.0,
+        "features": {"class": table["class"].to_numpy(), "score": table["score"].to_numpy()},
+        "text": {"string": "{class} {score:.2f}", "size": 8, "color": "white"},
+    }
+    return [(boxes, kwargs, "shapes")]
+
+
+def hpa_cells_layers(
+    microtubules: Any,
+    protein: Any,
+    nucleus: Any,
+    er: Any,
+    *,
+    progress: Progress = None,
+) -> list[LayerData]:
+    """Classify the protein localization of every cell of a Human Protein Atlas field.
+
+    The four channels are 2-D layers of the same shape; the result is a
+    Labels layer of cells whose ``features`` carry the per-cell call
+    (``nucleolar``, ``confidence``, ``labels``), and the nuclei.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> disc = ((yy - 64) ** 2 + (xx - 64) ** 2 < 14**2).astype(np.float32)
+    >>> (cells, kw, kind), _ = hpa_cells_layers(0.4 * disc, 0.6 * disc, 0.8 * disc, 0 * disc)
+    >>> kind, cells.shape, list(kw["features"].columns)[:2]
+    ('labels', (128, 128), ['index', 'nucleolar'])
+    """
+    from cytolens.classify import classify_cells
+
+    channels = (microtubules, protein, nucleus, er)
+    for name, channel in zip(HPA_INPUTS, channels, strict=True):
+        require_ndim(channel, (2,), "Classify HPA cells", f"a 2-D {name} channel (YX)")
+    shapes = {np.shape(c) for c in channels}
+    if len(shapes) != 1:
+        raise InputError(f"Classify HPA cells needs four channels of one shape; got {shapes}")
+    image = np.stack([np.asarray(c, np.float32) for c in channels])
+    table, nuclei, cells = classify_cells(image, device="cpu")
+    if progress is not None:
+        progress(1, 1)
+    features = table[["cell_id", "nucleolar", "confidence"]].rename(columns={"cell_id": "index"})
+    features["labels"] = table["labels"].map(
+        lambda v: ", ".join(v) if not isinstance(v, str) else v
+    )
+    cells_kw = {"name": f"cells ({len(table)})", "features": features}
+    return [(cells, cells_kw, "labels"), (nuclei, {"name": "nuclei", "visible": False}, "labels")]
