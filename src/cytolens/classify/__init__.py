@@ -34,6 +34,7 @@ from cytolens.classify.model import (
     no_signal_reason,
     nucleolar_probability,
 )
+from cytolens.phenotype import predict_cells, train_classifier  # cell phenotypes (issue 21)
 
 __all__ = [
     "CLASS_NAMES",
@@ -51,6 +52,8 @@ __all__ = [
     "localization",
     "no_signal_reason",
     "nucleolar_probability",
+    "predict_cells",
     "read_labels",
     "segment_cells",
+    "train_classifier",
 ]
