@@ -93,6 +93,8 @@ def hpa_command(
     from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.detect.annotations import write_boxes_csv, write_voc
     from cytolens.io import hpa_composite, hpa_sample_ids, imwrite, read_hpa
+    from cytolens.models.applicability import out_of_domain_note, score_input
+    from cytolens.models.check import at_chance, at_chance_note
     from cytolens.report import Report, draw_boxes
 
     if nucleus_method not in NUCLEUS_METHODS:
@@ -103,6 +105,7 @@ def hpa_command(
     if not ids:
         raise InputError(f"{folder}: no HPA sample (<id>_blue.png|tif|jpg) found")
     m = LocalizationModel.load(model, device=device)
+    chance = {"classes": [], **at_chance(m.card)}
     model_dir = Path(model)
     protected = [folder, *([model_dir] if model_dir.is_dir() else [])]
     prepare_output_dir(out, protected=protected, overwrite=overwrite)
@@ -112,6 +115,9 @@ def hpa_command(
         img = read_hpa(folder, sid)
         res = localization(img, model=m)
         row: dict[str, Any] = {"id": sid, **res.summary()}
+        row.update(score_input(m, img, sid, warn=False))
+        if chance["classes"]:  # called labels whose held-out F1 is at chance
+            row["labels_at_chance"] = ";".join(c for c in res.labels if c in chance["classes"])
         table = boxes = overlay = None
         if cells:
             table, _, _ = classify_cells(img, model=m, nucleus_method=nucleus_method)
@@ -119,6 +125,8 @@ def hpa_command(
             overlay = draw_boxes(hpa_composite(img), boxes)
             row["cells"] = len(table)
             row["cells_nucleoli"] = int((table["nucleolar"] == "Nucleoli").sum())
+            if chance.get("nucleolar"):
+                table = table.assign(nucleolar_at_chance=True)
         composite_png(img, out / "composite" / f"{sid}.png")
         if panels:
             channel_panel(img, out / "panels" / f"{sid}.png", title=sid)
@@ -150,6 +158,10 @@ def hpa_command(
     _stale(out, ["cells.csv", "boxes.csv"], written)
 
     no_signal = [r for r in image_rows if not r["signal"]]
+    notes = [out_of_domain_note(image_rows, m.name, key="id"), at_chance_note(m.card)]
+    notes = [n for n in notes if n]
+    for note in notes:
+        Console(stderr=True).print(note, highlight=False)
     report = Report("HPA protein localization")
     report.text(
         f"{len(image_rows)} sample(s) from {folder} classified with model {m.name} "
@@ -162,6 +174,8 @@ def hpa_command(
         )
         + f" The model was trained on a tiny set (see `cytolens models show {m.name}`)."
     )
+    for note in notes:
+        report.text(note)
     if no_signal:
         report.text(
             f"{len(no_signal)} sample(s) without signal got no label: "
@@ -176,6 +190,7 @@ def hpa_command(
             "signal",
             "nucleolar_probability",
             *(["cells", "cells_nucleoli"] if cells else []),
+            *[c for c in ("labels_at_chance", "ood_score", "in_domain") if c in images],
         ]
         report.table(images[cols].to_dict("records"))
     if cells and image_rows:
@@ -191,7 +206,8 @@ def hpa_command(
     report.save(out / "report.html")
     if as_json:
         failures = [f.__dict__ for f in result.failures]
-        typer.echo(strict_json({"out": str(out), "images": image_rows, "failures": failures}))
+        summary = {"out": str(out), "images": image_rows, "failures": failures}
+        typer.echo(strict_json({**summary, "warnings": notes} if notes else summary))
     else:
         Console().print(
             f"classified {len(image_rows)} sample(s)"
@@ -395,3 +411,10 @@ def train_command(
         f"{metrics['micro_f1']:.3f}; model folder {folder_out} (model name {name})",
         highlight=False,
     )
+
+
+# cell phenotypes (cytolens.phenotype): `cytolens classify train-cells|cells`
+from cytolens.phenotype.cli import cells_command, train_cells_command  # noqa: E402
+
+app.command("train-cells")(train_cells_command)
+app.command("cells")(cells_command)

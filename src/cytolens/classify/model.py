@@ -64,6 +64,8 @@ logger = logging.getLogger(__name__)
 
 #: The shipped HPA localization model.
 DEFAULT_MODEL = "hpa-v1"
+#: Most tiles looked at for the applicability features.
+FEATURE_WINDOWS = 4
 #: Landmark signal (red + blue + yellow, each in [0, 1]) above which a pixel counts as "cell".
 CONTENT_LEVEL = 0.05
 #: Protein signal: the green channel's 99.9th percentile minus its median, as a fraction of the
@@ -258,6 +260,20 @@ class LocalizationResult:
         return f"LocalizationResult({shown or 'no class above its threshold'})"
 
 
+def _channel_statistics(x: np.ndarray) -> np.ndarray:
+    """Mean and standard deviation of each channel and their pairwise correlations.
+
+    Part of the applicability features: the network's pooled activations
+    miss what sets HPA images apart from other multi-channel images (e.g.
+    four copies of one stain correlate perfectly; HPA's stains do not).
+    """
+    flat = x.reshape(x.shape[0], -1).astype(np.float64)
+    std = flat.std(1)
+    centred = (flat - flat.mean(1, keepdims=True)) / np.where(std > 0, std, 1.0)[:, None]
+    corr = centred @ centred.T / flat.shape[1]
+    return np.concatenate([flat.mean(1), std, corr[np.triu_indices(x.shape[0], 1)]])
+
+
 class LocalizationModel(Predictor):
     """A shipped (or fine-tuned) HPA localization network with its card.
 
@@ -348,6 +364,38 @@ class LocalizationModel(Predictor):
             weights.append(content + 1e-3)
         w = np.asarray(weights)
         return (np.asarray(probs) * w[:, None]).sum(0) / w.sum(), len(tiles)
+
+    def features(self, image: Any, *, max_windows: int = FEATURE_WINDOWS) -> np.ndarray:
+        """Applicability features of one image: pooled activations and channel statistics.
+
+        The image is prepared as :meth:`predict_image` prepares it (dtype
+        range, tiles of ``tile_size`` px zoomed by ``scale``; at most
+        ``max_windows`` of them); the per-channel mean and standard
+        deviation of the network's last convolution stage, then each input
+        channel's mean and standard deviation and the channels' pairwise
+        correlations, averaged over the tiles, are the features.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (d,)
+
+        Examples
+        --------
+        >>> m = LocalizationModel.load("hpa-v1", device="cpu")
+        >>> m.features(np.zeros((4, 64, 64), np.uint8)).shape
+        (334,)
+        """
+        from cytolens.classify.train import downscale
+        from cytolens.models.applicability import PooledFeatures, sample_windows
+
+        x = self.as_input(image)
+        stats = []
+        with PooledFeatures(self.network, ["features"]) as pooled:
+            for window in sample_windows(x.shape[1:], self.tile_size, max_windows):
+                tile = downscale(x[(slice(None), *window)], self.scale)
+                self.predict_batch(tile[None])
+                stats.append(_channel_statistics(tile))
+        return np.concatenate([pooled.take().mean(0), np.mean(stats, axis=0)])
 
     def predict_cells(
         self, image: Any, cells: np.ndarray, *, batch_size: int = 64

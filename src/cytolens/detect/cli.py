@@ -327,6 +327,7 @@ def predict_command(
     from cytolens.detect.annotations import COLUMNS, write_boxes_csv, write_voc
     from cytolens.detect.model import Detector
     from cytolens.io import find_images, imread, imwrite, output_stems
+    from cytolens.models.applicability import out_of_domain_note, score_input
     from cytolens.report import draw_boxes
 
     paths = find_images(images)
@@ -363,6 +364,7 @@ def predict_command(
             "image": path.name,
             "boxes": len(boxes),
             **{f"n {c}": counts.get(c, 0) for c in det.classes},
+            **score_input(det, image, path.name, warn=False),
         }
         return boxes.assign(filename=path.name, width=width, height=height), row, overlay
 
@@ -384,6 +386,10 @@ def predict_command(
     }
     if failures_csv is not None:
         summary["failures_csv"] = str(failures_csv)
+    note = out_of_domain_note(rows, det.name)
+    if note:
+        summary["warnings"] = [note]
+        typer.echo(note, err=True)
     if report:
         from cytolens.report import Report
 
@@ -392,6 +398,8 @@ def predict_command(
             f"Model {det.name} (classes {', '.join(det.classes)}); boxes with confidence >= "
             f"{min_score}. Each image's boxes are also in <image>.xml (Pascal VOC, for LabelImg)."
         )
+        if note:
+            rep.text(note)
         if rows:
             rep.table(rows)
         for _, row, png in result.results[:REPORT_OVERLAYS]:

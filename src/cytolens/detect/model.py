@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "detect-bccd-v1"
 #: Default score threshold: boxes below it are not reported.
 MIN_SCORE = 0.7
+#: Side (px, at the network's scale) and most windows of the applicability features.
+FEATURE_WINDOW = 128
+FEATURE_WINDOWS = 4
 #: The input normalization of the detectors (and their cards): per channel, percentiles 1, 99.8.
 NORMALIZATION = PercentileNormalization(pmin=1.0, pmax=99.8, per_channel=True)
 
@@ -307,6 +310,44 @@ class Detector(Predictor):
             }
         )
         return table.sort_values("score", ascending=False, ignore_index=True)
+
+    def features(
+        self, image: Any, *, max_windows: int = FEATURE_WINDOWS, name: str = "image"
+    ) -> np.ndarray:
+        """Applicability features of one image: pooled activations of the deepest backbone stage.
+
+        The image is prepared as :meth:`predict` prepares it (per-channel
+        percentiles, the model's ``scale``); at most ``max_windows`` windows
+        of :data:`FEATURE_WINDOW` px at the network's scale go through the
+        network, and the per-channel mean and standard deviation of its
+        last backbone stage, averaged over the windows, are the features.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (d,)
+
+        Examples
+        --------
+        >>> det = Detector.load("detect-bccd-v1", device="cpu")
+        >>> det.features(np.random.default_rng(0).random((64, 64, 3))).shape
+        (256,)
+        """
+        import torch
+
+        from cytolens.models.applicability import PooledFeatures, sample_windows
+
+        x = prepare_image(
+            image, channels=self.in_channels, name=name, normalization=self.normalization
+        )
+        x = _rescale(x, self.scale)
+        deepest = f"stages.{len(self.network.stages) - 1}"
+        with PooledFeatures(self.network, [deepest]) as pooled, torch.inference_mode():
+            for window in sample_windows(x.shape[1:], FEATURE_WINDOW, max_windows):
+                patch = x[(slice(None), *window)]
+                ph, pw = -patch.shape[1] % 16, -patch.shape[2] % 16
+                t = torch.from_numpy(np.pad(patch, ((0, 0), (0, ph), (0, pw)), mode="reflect"))
+                self.network(t[None].to(self.device))
+        return pooled.take().mean(0)
 
     def _decode(self, patch: np.ndarray, min_score: float, top_k: int) -> tuple[Any, Any, Any]:
         """Boxes (in patch pixels), scores and class indices of one patch."""

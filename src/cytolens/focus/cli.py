@@ -138,6 +138,7 @@ def rate_cmd(
     from cytolens.focus.overlay import save_overlay
     from cytolens.focus.rate import rate_focus
     from cytolens.io import find_images
+    from cytolens.models.applicability import out_of_domain_note, score_input
     from cytolens.report import Report
 
     files = find_images(inputs)
@@ -165,6 +166,7 @@ def rate_cmd(
                     progress=patch_progress,
                 )
                 row: dict[str, Any] = {"file": str(path), **res.summary()}
+                row.update(score_input(fm, plane, path.name, warn=False))
                 if overlays:
                     name = Path("overlays") / f"{k:04d}_{path.name.split('.')[0]}.png"
                     save_overlay(out / name, plane, res, title=f"{path.name}: {res.verdict}")
@@ -198,10 +200,15 @@ def rate_cmd(
         "the verdict is in focus when the certainty-weighted level distribution puts more than "
         "half its mass there (no user threshold)."
     )
+    note = out_of_domain_note(rows, fm.name, key="file")
+    if note:
+        report.text(note)
+        typer.echo(note, err=True)
     if rows:
         report.heading("Images, sharpest first")
         columns = ("file", "verdict", "mean_level", "p_in_focus", "certainty", "blank_fraction")
-        report.table([{k: r[k] for k in columns} for r in ranked])
+        columns += tuple(c for c in ("ood_score", "in_domain") if c in rows[0])
+        report.table([{k: r.get(k) for k in columns} for r in ranked])
         report.heading("Level histograms")
         all_levels = np.concatenate(levels) if levels else np.zeros(0)
         report.figure(_histograms(rows, all_levels, fm.n_levels), "Patch and image levels.")
@@ -217,7 +224,8 @@ def rate_cmd(
     report.save(out / "report.html")
     if as_json:
         failures = [f.__dict__ for f in result.failures]
-        typer.echo(strict_json({"out": str(out), "images": rows, "failures": failures}))
+        summary = {"out": str(out), "images": rows, "failures": failures}
+        typer.echo(strict_json({**summary, "warnings": [note]} if note else summary))
     else:
         typer.echo(
             f"rated {len(rows)} image(s): {n_in} in focus; CSV {out / 'focus.csv'}, "

@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 #: Name of the shipped focus model in :mod:`cytolens.models`.
 DEFAULT_MODEL = "focus-miq-v1"
+#: Most patches looked at for the applicability features, and the layers pooled: the first
+#: block (texture, noise) and the third (structure); chosen on held-out images, where they
+#: separate other sets better than the last block (benchmarks/trust.py).
+FEATURE_PATCHES = 16
+FEATURE_MODULES = ("features.2", "features.9")
 #: Smallest accepted patch side in pixels.
 MIN_PATCH_SIZE = 16
 
@@ -190,6 +195,41 @@ class FocusModel(Predictor):
                 t = torch.from_numpy(x[start : start + batch_size, None]).to(self.device)
                 out.append(torch.softmax(self.network(t).float(), dim=1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.n_levels), np.float32)
+
+    def features(self, image: Any, *, max_patches: int = FEATURE_PATCHES) -> np.ndarray:
+        """Applicability features of one image: pooled activations of two conv blocks.
+
+        At most ``max_patches`` patches of ``patch_size`` px, spread evenly
+        over the image, are normalized with the whole image's percentiles
+        (as :func:`~cytolens.focus.rate_focus` does) and go through the
+        network; the per-channel mean and standard deviation of the blocks
+        :data:`FEATURE_MODULES`, averaged over the patches, are the features.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (d,)
+
+        Examples
+        --------
+        >>> fm = FocusModel.load("focus-miq-v1", device="cpu")
+        >>> fm.features(np.random.default_rng(0).random((100, 100))).shape
+        (72,)
+        """
+        from cytolens.focus.rate import _as_2d, _check_patch_size
+        from cytolens.models.applicability import PooledFeatures, sample_windows
+
+        arr = _as_2d(image)
+        ps = _check_patch_size(self.patch_size, arr.shape, "image")
+        lo, hi = self.normalizer.limits(arr)
+        windows = sample_windows(
+            (arr.shape[0] - arr.shape[0] % ps, arr.shape[1] - arr.shape[1] % ps), ps, max_patches
+        )
+        patches = np.stack([np.asarray(arr[w], dtype=np.float32) for w in windows])
+        if not np.isfinite(patches).all():
+            raise InputError("image has non-finite values (NaN or inf); replace them first")
+        with PooledFeatures(self.network, FEATURE_MODULES) as pooled:
+            self.predict(patches, lo=lo, hi=hi)
+        return pooled.take().mean(0)
 
 
 def _load_cached(name: str, device: str, root: str | None) -> FocusModel:

@@ -46,6 +46,7 @@ class RateFocus(Step):
         from cytolens.core.plane import single_plane
         from cytolens.focus.model import FocusModel
         from cytolens.focus.rate import rate_focus
+        from cytolens.models.applicability import score_input
 
         p = self.params
         plane = single_plane(item.image, channel=p.channel, name=item.source.name, lazy=True)[0]
@@ -54,3 +55,4 @@ class RateFocus(Step):
         summary = res.summary()
         for key in ("verdict", "mean_level", "p_in_focus", "certainty", "blank_fraction"):
             item.row[f"focus_{key}"] = summary[key]
+        item.row.update(score_input(model, plane, item.name))

@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -47,6 +48,9 @@ __all__ = [
     "OutOfDomainWarning",
     "PooledFeatures",
     "applicability_columns",
+    "out_of_domain_note",
+    "sample_windows",
+    "score_input",
     "warn_out_of_domain",
 ]
 
@@ -115,6 +119,9 @@ class DomainReference:
             variance is folded into one isotropic term), which keeps the
             covariance well posed when ``d`` is near ``n``.
 
+        Each feature is first divided by its spread over the training images,
+        so features of different kinds and units weigh alike.
+
         Returns
         -------
         DomainReference
@@ -132,7 +139,11 @@ class DomainReference:
         if not 0.5 <= quantile < 1:
             raise InputError(f"quantile must be in [0.5, 1), got {quantile}")
         mean = x.mean(0)
-        centred = x - mean
+        # each feature in units of its training spread, so features of different kinds
+        # (activations, image statistics) weigh alike; folded into ``whiten`` below
+        spread = x.std(0)
+        spread = np.where(spread > 1e-12 * max(float(spread.max()), 1e-30), spread, 1.0)
+        centred = (x - mean) / spread
         # principal directions, shrunk covariance in that basis
         k = min(x.shape[1], x.shape[0] - 1, max_components or x.shape[1])
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
@@ -148,6 +159,7 @@ class DomainReference:
             # the variance outside the kept directions, as one isotropic term
             extra = np.eye(x.shape[1]) - basis.T @ basis
             w = np.vstack([w, extra / np.sqrt(resid_var / max(1, x.shape[1] - k))])
+        w = w / spread  # whiten raw features: W diag(1 / spread)
         ref = cls(mean, w, np.zeros(0), quantile)
         calib = np.sort(ref.distance(c))
         return cls(mean, w, calib, quantile)
@@ -234,7 +246,7 @@ def _features(x: Any, what: str, d: int | None = None, least: int = 3) -> np.nda
 class PooledFeatures:
     """Collect pooled activations of named modules of a network during its forward pass.
 
-    Each module's output ``(N, C, *spatial)`` is pooled over space to its
+    Each module's output ``(N, C, *spatial)`` (or ``(N, C)``) is pooled over space to its
     per-channel mean and standard deviation; :meth:`take` returns ``(N, 2 * sum(C))``
     and clears what was collected. Use as a context manager around the
     predictor's normal forward pass, so the features cost no second pass.
@@ -262,7 +274,8 @@ class PooledFeatures:
 
     def _hook(self, index: int) -> Callable[..., None]:
         def hook(_module: Any, _inputs: Any, output: Any) -> None:
-            y = output.detach().float().flatten(2)
+            y = output.detach().float()
+            y = y.flatten(2) if y.ndim > 2 else y[..., None]  # (N, C) outputs: no space
             pooled = np.concatenate(
                 [y.mean(2).cpu().numpy(), y.std(2, unbiased=False).cpu().numpy()], axis=1
             )
@@ -290,6 +303,38 @@ class PooledFeatures:
         if not rows:
             return np.zeros((0, 0))
         return np.concatenate(rows, axis=0)
+
+
+def sample_windows(
+    shape: Sequence[int], side: int, max_windows: int = 4
+) -> list[tuple[slice, slice]]:
+    """At most ``max_windows`` windows of ``side`` px spread evenly over a ``(Y, X)`` shape.
+
+    Applicability features look at a bounded number of windows, so scoring a
+    large image costs about as much as scoring a small one. Deterministic:
+    the windows lie on a regular grid from corner to corner, clipped to the
+    image (one window, the whole image, when it is smaller than ``side``).
+
+    Examples
+    --------
+    >>> [(y.start, y.stop, x.start, x.stop) for y, x in sample_windows((100, 300), 128, 4)]
+    [(0, 100, 0, 128), (0, 100, 86, 214), (0, 100, 172, 300)]
+    >>> [(y.start, x.start) for y, x in sample_windows((4096, 4096), 256, 4)]
+    [(0, 0), (0, 3840), (3840, 0), (3840, 3840)]
+    """
+    h, w = int(shape[0]), int(shape[1])
+    ny = max(1, min(-(-h // side), math.ceil(math.sqrt(max_windows))))
+    nx = max(1, min(-(-w // side), max_windows // ny))
+
+    def starts(n: int, size: int) -> list[int]:
+        last = max(size - side, 0)
+        return [round(i * last / (n - 1)) for i in range(n)] if n > 1 else [last // 2]
+
+    return [
+        (slice(y, min(y + side, h)), slice(x, min(x + side, w)))
+        for y in starts(ny, h)
+        for x in starts(nx, w)
+    ]
 
 
 def applicability_columns(scores: dict[str, np.ndarray], index: int = 0) -> dict[str, Any]:
@@ -331,3 +376,75 @@ def warn_out_of_domain(
     )
     warnings.warn(message, OutOfDomainWarning, stacklevel=stacklevel + 1)
     return message
+
+
+def score_input(
+    predictor: Any, image: Any, what: str, *, warn: bool = True, **kwargs: Any
+) -> dict[str, Any]:
+    """Applicability columns of one input of a loaded predictor (``{}`` without a reference).
+
+    Parameters
+    ----------
+    predictor : cytolens.models.predictor.Predictor
+        A loaded model.
+    image : array-like
+        The input, as the predictor takes it.
+    what : str
+        How the input is named in the warning (a file name).
+    warn : bool
+        Warn (:class:`OutOfDomainWarning`) when the input is out of domain.
+    **kwargs
+        Passed to the predictor's ``features`` (e.g. ``diameter``).
+
+    Returns
+    -------
+    dict
+        ``ood_score``, ``domain_percentile``, ``in_domain``; empty for a
+        model that ships no reference (its card has no ``applicability``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cytolens.models import load
+    >>> fm = load("focus-miq-v1", device="cpu")
+    >>> sorted(score_input(fm, np.random.default_rng(0).random((90, 90)), "x", warn=False))
+    ['domain_percentile', 'in_domain', 'ood_score']
+    """
+    if not predictor.has_domain:
+        return {}
+    columns = predictor.applicability(image, **kwargs)
+    if warn:
+        warn_out_of_domain(predictor.name, what, columns["ood_score"], stacklevel=2)
+    return columns
+
+
+def out_of_domain_note(
+    rows: Sequence[dict[str, Any]], model: str, *, key: str = "image"
+) -> str | None:
+    """One line naming the inputs (rows with ``in_domain`` False) outside ``model``'s domain.
+
+    For tables, reports and the console; None when every row is in domain
+    or has no applicability columns.
+
+    Examples
+    --------
+    >>> note = out_of_domain_note([{"image": "a.tif", "in_domain": True},
+    ...     {"image": "b.tif", "in_domain": False, "ood_score": 3.2}], "nuclei-v1")
+    >>> note.split(":")[:2]
+    ['warning', ' 1 of 2 image(s) lie outside the training domain of nuclei-v1 (ood_score > 1)']
+    >>> out_of_domain_note([{"image": "a.tif"}], "nuclei-v1") is None
+    True
+    """
+    scored = [r for r in rows if r.get("in_domain") is not None]
+    out = [r for r in scored if not r["in_domain"]]
+    if not out:
+        return None
+    shown = ", ".join(
+        f"{r.get(key)} ({float(r.get('ood_score', float('nan'))):.2g})" for r in out[:5]
+    )
+    more = f" and {len(out) - 5} more" if len(out) > 5 else ""
+    return (
+        f"warning: {len(out)} of {len(scored)} image(s) lie outside the training domain of "
+        f"{model} (ood_score > 1): {shown}{more}; check their results, or use a model trained "
+        "on images like these"
+    )

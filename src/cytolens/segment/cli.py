@@ -174,6 +174,7 @@ def nuclei_command(
     from cytolens.core.plane import single_plane
     from cytolens.core.summary import strict_json
     from cytolens.io import find_images, imread, imwrite, output_stems
+    from cytolens.models.applicability import out_of_domain_note, score_input
     from cytolens.report import overlay_outlines
     from cytolens.segment import measure, nuclei, nuclei_classical
     from cytolens.segment.classical import pixel_size_scalar
@@ -214,8 +215,16 @@ def nuclei_command(
             "pixel_size_um": size if diameter_um is not None else None,
             "channel": channel,
         }
+        trust: dict[str, Any] = {}
         if method is Method.model:
             labels = nuclei(image, model=model, device=device, tile_shape=tile_shape, **options)
+            given = options["diameter"]
+            if given is not None and options["pixel_size_um"] is not None:
+                given = given / options["pixel_size_um"]
+            trust = score_input(
+                _cached(model, str(device)), image, path.name, warn=False,
+                diameter=given, channel=channel,
+            )  # fmt: skip
         else:
             labels = nuclei_classical(image, **options)
         plane = single_plane(image, channel=channel, hint=SEGMENT_HINT)[0]
@@ -249,6 +258,7 @@ def nuclei_command(
             f"median {area}": float(table[area].median()) if len(table) else float("nan"),
             "labels": targets["labels"].name,
             "csv": targets["csv"].name,
+            **trust,
         }
         return _Done(row, table, targets["overlay"])
 
@@ -272,9 +282,15 @@ def nuclei_command(
     failures_csv = write_failures(out, result.failures)
     if failures_csv is not None:
         summary["failures_csv"] = str(failures_csv)
+    note = out_of_domain_note(rows, model) if method is Method.model else None
+    if note:
+        summary["warnings"] = [note]
+        typer.echo(note, err=True)
     if report:
         overlays = [(d.row["image"], d.overlay) for d in done]
-        summary["report"] = str(_write_report(out, rows, overlays, method, model, result.failures))
+        summary["report"] = str(
+            _write_report(out, rows, overlays, method, model, result.failures, note)
+        )
     if as_json:
         typer.echo(strict_json(summary))
     else:
@@ -290,6 +306,7 @@ def _write_report(
     method: Method,
     model: str,
     failures: list[Any],
+    note: str | None = None,
 ) -> Path:
     from cytolens.core.batch import report_failures
     from cytolens.report import Report
@@ -297,6 +314,8 @@ def _write_report(
     rep = Report("Nucleus segmentation")
     what = f"model {model}" if method is Method.model else "classical baseline (Otsu + watershed)"
     rep.text(f"Segmented with the {what}. Per-nucleus measurements are in nuclei.csv.")
+    if note:
+        rep.text(note)
     rep.heading("Images")
     rep.table(rows)
     rep.heading("Overlays")

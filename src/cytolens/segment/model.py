@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 #: The shipped nucleus model.
 DEFAULT_MODEL = "nuclei-v1"
+#: Side (px, at the network's scale) and most windows of the applicability features.
+FEATURE_WINDOW = 128
+FEATURE_WINDOWS = 4
 #: A size guess is accepted when the network finds nuclei within this factor of it.
 REFINE_FACTOR = 1.25
 #: Side (px at the network's scale) of the window the network probes to measure nucleus size.
@@ -252,6 +255,54 @@ class NucleusSegmenter(Predictor):
             inverted,
         )
         return labels
+
+    def features(
+        self,
+        image: Any,
+        *,
+        diameter: float | None = None,
+        axes: str | None = None,
+        channel: int | None = None,
+        invert: bool | None = None,
+        max_windows: int = FEATURE_WINDOWS,
+    ) -> np.ndarray:
+        """Applicability features of one image: pooled activations of the U-Net.
+
+        The image is prepared as :meth:`segment` prepares it (one plane,
+        normalized, bright nuclei, rescaled so nuclei are ``diameter_px``
+        wide; the diameter, when not given in pixels, is the quick classical
+        estimate) and at most ``max_windows`` windows of
+        :data:`FEATURE_WINDOW` px at the network's scale go through the
+        network; the per-channel mean and standard deviation of its first
+        encoder block, its last-but-one decoder block and its output maps,
+        averaged over the windows, are the features.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (d,)
+
+        Examples
+        --------
+        >>> seg = NucleusSegmenter.from_pretrained("nuclei-v1", device="cpu")
+        >>> seg.features(np.random.default_rng(0).random((64, 64))).shape
+        (100,)
+        """
+        from cytolens.models.applicability import PooledFeatures, sample_windows
+
+        plane, _ = single_plane(image, axes=axes, channel=channel, hint=SEGMENT_HINT)
+        check_plane(plane, image_name(image))
+        x, _ = normalized_plane(plane, invert=invert, normalizer=self.normalization)
+        d = diameter or estimate_diameter(x) or self.diameter
+        d = float(np.clip(d, 3.0, max(3.0, min(x.shape))))
+        xs = rescale_plane(x, self.diameter / d)
+        # the first encoder block, the last-but-one decoder block and the output maps:
+        # chosen on held-out images, they separate other sets far better than the
+        # bottleneck (ROC AUC 0.96 vs 0.88, benchmarks/trust.py)
+        decoder = f"merge.{max(0, len(self.network.merge) - 2)}"
+        with PooledFeatures(self.network, ["down.0", decoder, "head"]) as pooled:
+            for window in sample_windows(xs.shape, FEATURE_WINDOW, max_windows):
+                self._predict_tile(np.ascontiguousarray(xs[window]))
+        return pooled.take().mean(0)
 
     def check_tile_shape(self, tile_shape: Any, option: str = "tile_shape") -> None:
         """Refuse tiles too small for the model's overlap (``2 * overlap + 1`` px at least).

@@ -63,6 +63,15 @@ class SegmentNuclei(Step):
         sizes = {a: s for a, s in item.image.pixel_size_um.items() if a in "YX"}
         item.images["labels"] = Image(item.labels, "YX", sizes)
         item.row["nuclei"] = int(item.labels.max())
+        if p.method == "model":
+            from cytolens.models.applicability import score_input
+            from cytolens.segment.model import NucleusSegmenter
+
+            segmenter = NucleusSegmenter.from_pretrained(p.model, device=p.device)
+            trust = score_input(
+                segmenter, item.image, item.name, diameter=p.diameter, channel=p.channel
+            )
+            item.row.update(trust)
 
 
 class MeasureParams(StepParams):

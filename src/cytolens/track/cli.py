@@ -32,7 +32,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from cytolens.core.errors import InputError, MissingFileError
+from cytolens.core.errors import CytolensError, InputError, MissingFileError
 from cytolens.core.files import atomic_path
 from cytolens.core.image import Image
 from cytolens.core.options import non_negative, positive
@@ -100,6 +100,37 @@ class _Outputs:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+#: The nucleus model behind --segmenter nuclei / auto.
+NUCLEI_MODEL = "nuclei-v1"
+
+
+def nuclei_applicability(image: Image, name: str, frames: int = 3) -> dict[str, Any]:
+    """Applicability of the nucleus model to a movie: the worst of a few frames (``{}``: none).
+
+    The first, middle and last frames are scored (a projection of each
+    z-stack); the row of the frame farthest from the training domain is
+    returned, with ``frame``.
+    """
+    from cytolens.models import load
+    from cytolens.models.applicability import score_input
+
+    try:
+        segmenter = load(NUCLEI_MODEL, device="cpu")
+    except CytolensError as exc:  # the model is not installed: nothing to say
+        logger.info("no applicability for %s: %s", name, exc)
+        return {}
+    data = image.transpose("TZYX" if "Z" in image.axes else "TYX").data
+    n_t = data.shape[0]
+    worst: dict[str, Any] = {}
+    for t in sorted({0, n_t // 2, n_t - 1})[:frames]:
+        frame = np.asarray(data[t])
+        frame = frame.max(axis=0) if frame.ndim == 3 else frame
+        row = score_input(segmenter, frame, f"{name} frame {t}", warn=False)
+        if row and (not worst or row["ood_score"] > worst["ood_score"]):
+            worst = {**row, "frame": t}
+    return worst
 
 
 def command(
@@ -176,11 +207,26 @@ def command(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
 
+        trust: dict[str, Any] = {}
+        used = segmenter.value
+        if not labels and segmenter is not Segmenter.threshold:
+            trust = nuclei_applicability(image, name)
+            if trust.get("in_domain") is False:
+                note = (
+                    f"warning: {name} lies outside the training domain of {NUCLEI_MODEL} "
+                    f"(ood_score {trust['ood_score']:.2f} > 1; not images of fluorescent nuclei "
+                    "like its training images)"
+                )
+                if segmenter is Segmenter.auto:  # auto does not pick a model out of its domain
+                    used = Segmenter.threshold.value
+                    note += "; --segmenter auto uses the threshold baseline instead"
+                trust["warning"] = note + "; check the overlay"
+                typer.echo(trust["warning"], err=True)
         if labels:
             movie = image  # checked by track(): integer labels, not intensities
         else:
-            movie = segment_movie(image, segmenter=segmenter.value, progress=progress)
-            check_found_objects(movie, segmenter.value, name, option="--segmenter ")
+            movie = segment_movie(image, segmenter=used, progress=progress)
+            check_found_objects(movie, used, name, option="--segmenter ")
         result = track(movie, config=config, progress=progress)
         if result.tracks.empty:  # a label movie of zeros (an empty segmentation was refused)
             raise InputError(f"{name} holds no objects: every frame is 0; nothing to track")
@@ -232,6 +278,8 @@ def command(
         "divisions": len(result.divisions),
         "max_distance_px": round(float(result.config.max_distance), 2),
     }
+    if trust:
+        summary.update({"segmenter": used, f"{NUCLEI_MODEL}_applicability": trust})
     if json_summary:
         typer.echo(strict_json(summary))
     else:
