@@ -61,9 +61,12 @@ def _register_subapps() -> None:
         ("segment", "Segment nuclei and cells; measure them."),
         ("track", "Track cells over time."),
         ("detect", "Detect objects with boxes: train on LabelImg/Pascal VOC annotations, predict."),
-        ("classify", "Classify protein localization in Human Protein Atlas images."),
+        ("classify", "Classify protein localization (HPA images) and cell phenotypes."),
+        ("explore", "Explore cells: embeddings, a map with thumbnails, clusters, outliers."),
         ("models", "List, inspect and export the shipped models."),
         ("pipeline", "Run a pipeline of steps over a whole acquisition."),
+        ("register", "Register images, fuse multiview data, stitch tiles."),
+        ("label_free", "Predict fluorescence from transmitted light (in silico labeling)."),
     ):
         try:
             module = importlib.import_module(f"cytolens.{name}.cli")
@@ -72,7 +75,7 @@ def _register_subapps() -> None:
                 continue
             raise
         if hasattr(module, "app"):  # a capability with verbs: `cytolens focus rate`
-            app.add_typer(module.app, name=name, help=help_text)
+            app.add_typer(module.app, name=name.replace("_", "-"), help=help_text)
         elif name == "pipeline":  # `cytolens run pipeline.yaml`, `cytolens watch FOLDER`
             app.command("run")(module.command)
             app.command("watch")(module.watch_command)

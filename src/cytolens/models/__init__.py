@@ -46,15 +46,18 @@ __all__ = [
     "card_capability",
     "card_name_for",
     "check_card",
+    "check_package",
     "clear_cache",
     "list_models",
     "load",
     "load_card",
     "load_model",
+    "load_package",
     "load_state_dict",
     "make_card",
     "model_dir",
     "predictor_class",
+    "run_package",
     "save_model",
     "sha256",
 ]
@@ -369,6 +372,9 @@ PREDICTORS: dict[str, str] = {
     "segment": "cytolens.segment.model:NucleusSegmenter",
     "detect": "cytolens.detect.model:Detector",
     "classify": "cytolens.classify.model:LocalizationModel",
+    "restore": "cytolens.restore.denoise:Restorer",
+    "phenotype": "cytolens.phenotype.model:PhenotypeClassifier",
+    "label_free": "cytolens.label_free.model:LabelFreeModel",
 }
 
 
@@ -683,3 +689,7 @@ def save_model(
         for name, table in (tables or {}).items():
             table.to_csv(tmp / name, index=False)
     return target
+
+
+# bioimage.io packages made by any tool (light: imports bioimageio.spec and torch when used)
+from cytolens.models.runner import check_package, load_package, run_package  # noqa: E402

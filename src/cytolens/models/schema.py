@@ -39,9 +39,11 @@ __all__ = [
     "DetectParameters",
     "DtypeRangeNormalization",
     "FocusParameters",
+    "LabelFreeParameters",
     "Normalization",
     "Parameters",
     "PercentileNormalization",
+    "RestoreParameters",
     "SegmentParameters",
     "parse_normalization",
     "parse_parameters",
@@ -154,12 +156,79 @@ class ClassifyParameters(Parameters):
         return self
 
 
+class RestoreParameters(Parameters):
+    """What :class:`~cytolens.restore.denoise.Restorer` reads (denoising, network deconvolution).
+
+    Examples
+    --------
+    >>> RestoreParameters(task="denoise", training_mode="self_supervised", tile_overlap=32,
+    ...                   input_dtype="uint8").input_dtype
+    'uint8'
+    """
+
+    task: Literal["denoise", "deconvolve"]
+    training_mode: Literal["supervised", "self_supervised", "network_deconvolution"]
+    tile_overlap: int = Field(ge=0)
+    #: dtype of the training images (``"uint8"``, ``"uint16"``, ``"float32"``); another
+    #: bit depth at inference gives a warning.
+    input_dtype: str
+    #: Spatial dimensionality of the network's input.
+    ndim: Literal[2] = 2
+    #: Modules whose pooled activations are the applicability features.
+    feature_modules: list[str] = Field(default_factory=lambda: ["down.0", "down.2"])
+    #: Side of the windows (at most 4) the applicability features are pooled over.
+    feature_window: int = Field(256, ge=16)
+
+
+class PhenotypeParameters(Parameters):
+    """What :class:`~cytolens.phenotype.PhenotypeClassifier` reads (cell crop classes).
+
+    Examples
+    --------
+    >>> PhenotypeParameters(class_names=["a", "b"], crop_size=64, input_size=32,
+    ...                     in_channels=1, temperature=1.2).input_size
+    32
+    """
+
+    class_names: list[str] = Field(min_length=2)
+    #: Side (px) of the crops cut around each cell in the original image.
+    crop_size: int = Field(ge=4)
+    #: Side (px) the crops are resized to for the network.
+    input_size: int = Field(ge=8)
+    in_channels: int = Field(ge=1)
+    #: Temperature of the calibrated probabilities (fitted on the validation split).
+    temperature: float = Field(gt=0)
+
+
+class LabelFreeParameters(Parameters):
+    """What :class:`~cytolens.label_free.LabelFreeModel` reads (fluorescence from phase stacks).
+
+    Examples
+    --------
+    >>> LabelFreeParameters(targets=["dapi"], n_planes=13, tile_overlap=32).feature_tile
+    128
+    """
+
+    #: Names of the predicted fluorescence channels, in the network's output order.
+    targets: list[str] = Field(min_length=1)
+    #: Number of transmitted-light planes the network takes (its input channels).
+    n_planes: int = Field(ge=1)
+    tile_overlap: int = Field(ge=0)
+    #: Modules whose pooled activations are the applicability features.
+    feature_modules: list[str] = Field(default_factory=lambda: ["down.3"])
+    #: Side of the windows the applicability features are pooled over.
+    feature_tile: int = Field(128, ge=16)
+
+
 #: Capability -> parameter schema.
 PARAMETER_SCHEMAS: dict[str, type[Parameters]] = {
     "focus": FocusParameters,
     "segment": SegmentParameters,
     "detect": DetectParameters,
     "classify": ClassifyParameters,
+    "restore": RestoreParameters,
+    "phenotype": PhenotypeParameters,
+    "label_free": LabelFreeParameters,
 }
 
 

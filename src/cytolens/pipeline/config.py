@@ -35,8 +35,12 @@ __all__ = ["STEPS", "Pipeline", "load_pipeline", "make_step", "make_steps"]
 STEPS: dict[str, str] = {
     "focus.rate": "cytolens.focus.steps:RateFocus",
     "restore.deconvolve": "cytolens.restore.steps:Deconvolve",
+    "restore.denoise": "cytolens.restore.steps:Denoise",
     "segment.nuclei": "cytolens.segment.steps:SegmentNuclei",
     "segment.measure": "cytolens.segment.steps:Measure",
+    "phenotype.classify": "cytolens.phenotype.steps:ClassifyPhenotypes",
+    "label_free.predict": "cytolens.label_free.steps:PredictFluorescence",
+    "register.align": "cytolens.register.steps:Align",
 }
 
 

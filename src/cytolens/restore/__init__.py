@@ -1,4 +1,4 @@
-"""Image restoration: fast deconvolution and point spread functions.
+"""Image restoration: fast deconvolution, learned denoising and point spread functions.
 
 - :func:`deconvolve`: Richardson-Lucy with the Wiener-Butterworth back
   projector of Guo et al. (2020) or the classic one, 2D/3D, CPU/GPU, chunked
@@ -6,6 +6,9 @@
 - :func:`back_projector`: the Wiener-Butterworth (or classic) back projector.
 - :class:`NoSignalError`: what :func:`deconvolve` raises for an image with
   nothing above its background (instead of returning zeros).
+- :func:`denoise`: learned denoising (CARE-style supervised or Noise2Void-style
+  self-supervised models, tiled, with an applicability score); train one with
+  :func:`train_denoiser`.
 - PSFs: :func:`load_psf` (measured bead), :func:`theoretical_psf`
   (widefield / confocal / light-sheet), :func:`gaussian_psf`, :func:`fwhm`.
 
@@ -13,18 +16,24 @@ Importing this package does not import torch; it is loaded on first use.
 """
 
 from cytolens.restore.deconvolution import DEFAULT_ITERATIONS, METHODS, NoSignalError, deconvolve
+from cytolens.restore.denoise import DEFAULT_DENOISER, Restorer, denoise
 from cytolens.restore.psf import fwhm, gaussian_psf, load_psf, theoretical_psf
+from cytolens.restore.train_denoiser import train_denoiser
 from cytolens.restore.wiener_butterworth import BackProjector, back_projector
 
 __all__ = [
+    "DEFAULT_DENOISER",
     "DEFAULT_ITERATIONS",
     "METHODS",
     "BackProjector",
     "NoSignalError",
+    "Restorer",
     "back_projector",
     "deconvolve",
+    "denoise",
     "fwhm",
     "gaussian_psf",
     "load_psf",
     "theoretical_psf",
+    "train_denoiser",
 ]

@@ -382,3 +382,257 @@ def _default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     from cytolens.core.tiling import tile_shape_for_budget
 
     return tile_shape_for_budget(shape, 4 * 12, max_bytes=512 * 2**20)
+
+
+# ---------------------------------------------------------------------------- denoising
+#: Before/after panels embedded in the denoising report (all are written as PNG files).
+REPORT_PANELS = 24
+
+
+@app.command("denoise")
+def denoise_command(
+    images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    model: Annotated[
+        str, typer.Option("--model", help="Shipped denoiser name or a model folder.")
+    ] = "denoise-w2s-v1",
+    axes: Annotated[
+        str | None,
+        typer.Option("--axes", help="Axes of the images, overriding the files' own, e.g. ZYX."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    tile_shape: Annotated[
+        int,
+        typer.Option("--tile-shape", help="Tile side in px (halo included).", callback=at_least(1)),
+    ] = 512,
+    report: Annotated[bool, typer.Option(help="Write report.html with before/after PNGs.")] = True,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Allow an --out folder holding an earlier run.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Denoise images with a learned model: NAME_denoised.tif, NAME_before_after.png, a table.
+
+    Each output is float32 on the input's intensity scale. denoise.csv lists,
+    per image, its applicability to the model (ood_score > 1: outside the
+    training domain; the report and the console warn), and report.html shows
+    the before/after pictures. An image that fails is listed in failures.csv
+    (exit 1); with a single input its error ends the command (exit 2).
+    """
+    import warnings
+
+    import pandas as pd
+
+    from cytolens.core.axes import check_axes
+    from cytolens.core.batch import exit_if_failed, run_batch, write_failures
+    from cytolens.core.errors import AxesError, CytolensError
+    from cytolens.core.files import atomic_path, prepare_output_dir
+    from cytolens.core.summary import strict_json
+    from cytolens.io import find_images, imread, imwrite, output_stems
+    from cytolens.models import load
+    from cytolens.models.applicability import OutOfDomainWarning
+    from cytolens.report import image_panel, save_figure
+    from cytolens.restore.chunked_files import preview
+
+    if axes is not None:
+        try:
+            axes = check_axes(axes)
+        except AxesError as exc:
+            raise AxesError(f"--axes: {exc}") from None
+    restorer = load(model, device=device, capability="restore")  # bad model/device: before work
+    restorer.check_tile_shape(tile_shape)
+    paths = find_images(images)
+    prepare_output_dir(out, protected=paths, overwrite=overwrite)
+    names = dict(zip(paths, output_stems(paths), strict=True))
+
+    def process(path: Path) -> dict[str, Any]:
+        try:
+            return denoise_one(path)
+        except CytolensError as exc:
+            message = str(exc)
+            if str(path) in message or path.name in message:
+                raise
+            raise type(exc)(f"{path}: {message}") from None
+
+    def denoise_one(path: Path) -> dict[str, Any]:
+        image = imread(path, axes=axes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OutOfDomainWarning)  # reported below, per image
+            result, info = restorer.restore(
+                image.data, axes=image.axes, tile_shape=tile_shape, name=path.name
+            )
+        for message in info["warnings"]:
+            console.print(f"[yellow]warning:[/] {message}")
+        name = names[path]
+        tif, png = out / f"{name}_denoised.tif", out / f"{name}_before_after.png"
+        imwrite(tif, result, axes=image.axes, pixel_size_um=dict(image.pixel_size_um))
+        mip = " (max projection)" if result.ndim > 2 else ""
+        ood = info.get("ood_score")
+        flag = "" if ood is None or ood <= 1 else f"  [OUT OF DOMAIN, ood_score {ood:.2f}]"
+        panels = {f"before: {path.name}{mip}": preview(image.data)}
+        panels[f"after: {model}{flag}"] = preview(result)
+        save_figure(image_panel(panels), png)
+        return {
+            "image": path.name,
+            "output": tif.name,
+            "before_after_png": png.name,
+            "ood_score": ood,
+            "domain_percentile": info.get("domain_percentile"),
+            "in_domain": info.get("in_domain"),
+            "warning": " | ".join(info["warnings"]),
+        }
+
+    result = run_batch(paths, process, description="denoising", stop_on_error=len(paths) == 1)
+    rows = result.results
+    table = out / "denoise.csv"
+    table.unlink(missing_ok=True)
+    summary: dict[str, Any] = {
+        "model": restorer.name,
+        "images": rows,
+        "failed": [f.__dict__ for f in result.failures],
+    }
+    if rows:
+        with atomic_path(table) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+        summary["table"] = str(table)
+    failures_csv = write_failures(out, result.failures)
+    if failures_csv is not None:
+        summary["failures_csv"] = str(failures_csv)
+    if report:
+        summary["report"] = str(_denoise_report(out, rows, restorer, result.failures))
+    if as_json:
+        typer.echo(strict_json(summary))
+    else:
+        outside = sum(1 for r in rows if r["in_domain"] is False)
+        note = f", {outside} outside the model's training domain" if outside else ""
+        console.print(f"[green]denoised[/] {len(rows)} image(s){note}; results in {out}")
+    exit_if_failed(result, out)
+
+
+def _denoise_report(
+    out: Path, rows: list[dict[str, Any]], restorer: Any, failures: list[Any]
+) -> Path:
+    from cytolens.core.batch import report_failures
+    from cytolens.report import Report
+
+    rep = Report("Denoising")
+    rep.text(
+        f"Denoised with {restorer.name} ({restorer.card.task}). ood_score is the distance of "
+        "each input to the model's training images, calibrated on held-out training-domain "
+        "images: above 1 the input lies outside the domain and its restoration may hold "
+        "artifacts (learned restoration is brittle outside its training domain)."
+    )
+    outside = [r for r in rows if r["in_domain"] is False]
+    if outside:
+        rep.heading("Warnings")
+        for r in outside:
+            rep.text(f"{r['image']}: {r['warning']}")
+    rep.heading("Images")
+    rep.table([{k: v for k, v in r.items() if k != "warning"} for r in rows])
+    rep.heading("Before / after")
+    for r in rows[:REPORT_PANELS]:
+        rep.figure(out / r["before_after_png"], caption=r["image"])
+    report_failures(rep, failures)
+    return rep.save(out / "report.html")
+
+
+@app.command("train-denoiser")
+def train_denoiser_command(
+    noisy: Annotated[Path, typer.Option("--noisy", help="Folder (or glob) of noisy images.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    clean: Annotated[
+        Path | None,
+        typer.Option("--clean", help="Folder of clean images, same names (supervised, CARE)."),
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", help="Share of groups held out for validation.")
+    ] = 0.1,
+    group_pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--group-pattern",
+            help=r"Regex giving a file's group (e.g. '^\d+' for the field of 003_1.png); "
+            "groups never straddle the split (default: the file name).",
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", callback=at_least(1))] = 2000,
+    patch: Annotated[
+        int, typer.Option("--patch", help="Crop side, px.", callback=at_least(16))
+    ] = 64,
+    batch: Annotated[int, typer.Option("--batch", callback=at_least(1))] = 16,
+    lr: Annotated[float, typer.Option("--lr", callback=positive)] = 2e-3,
+    threads: Annotated[int, typer.Option("--threads", callback=at_least(1))] = 2,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing model folder.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Train a denoiser: with --clean, supervised (CARE); without, self-supervised (Noise2Void).
+
+    Files are paired by name; the validation split (whole groups, fixed by
+    sorted order) is recorded in the card, and calibrates the model's
+    applicability reference. Load the result with `cytolens restore denoise
+    --model OUT`.
+    """
+    from cytolens.core.devices import resolve_device
+    from cytolens.core.summary import strict_json
+    from cytolens.io import find_images
+    from cytolens.restore.train_denoiser import pair_files, split_by_group, train_denoiser
+
+    try:
+        dev = str(resolve_device(device))
+    except InputError as exc:
+        raise InputError(f"--device: {exc}") from None
+    if out.exists() and not overwrite:
+        raise OutputError(f"--out {out} exists; pass --overwrite to replace it")
+    noisy_files = find_images([str(noisy)])
+    if clean is not None:
+        clean_files = find_images([str(clean)])
+        if {p.resolve() for p in clean_files} & {p.resolve() for p in noisy_files}:
+            raise InputError(f"--clean {clean} and --noisy {noisy} hold the same files")
+        items: list[Any] = pair_files(noisy_files, clean_files)
+    else:
+        items = noisy_files
+    train, val = split_by_group(items, val_fraction=val_fraction, group_pattern=group_pattern)
+    first = (lambda xs: [x[0] for x in xs]) if clean is not None else (lambda xs: list(xs))
+    second = (lambda xs: [x[1] for x in xs]) if clean is not None else (lambda xs: None)
+    console.print(
+        f"training a {'supervised' if clean is not None else 'self-supervised'} denoiser on "
+        f"{len(train)} image(s), validating on {len(val)}"
+    )
+    t0 = time.perf_counter()
+    _, card = train_denoiser(
+        first(train),
+        second(train),
+        val_noisy=first(val),
+        val_clean=second(val),
+        out=out,
+        steps=steps,
+        patch=patch,
+        batch=batch,
+        lr=lr,
+        threads=threads,
+        seed=seed,
+        device=dev,
+        training_command="cytolens restore train-denoiser "
+        f"--noisy {noisy}{f' --clean {clean}' if clean else ''} --steps {steps}",
+        progress=True,
+    )
+    summary = {
+        "model": str(out),
+        "mode": card.parameters["training_mode"],
+        "train_images": len(train),
+        "val_images": len(val),
+        "final_val_loss": card.training.get("final_val_loss"),
+        "ood_limit": card.applicability.get("limit"),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if as_json:
+        typer.echo(strict_json(summary))
+    else:
+        console.print(
+            f"[green]wrote[/] {out} ({summary['mode']}, validation loss "
+            f"{summary['final_val_loss']}) in {summary['seconds']} s"
+        )
