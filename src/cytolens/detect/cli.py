@@ -310,12 +310,18 @@ def predict_command(
     ] = 0.7,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     report: Annotated[bool, typer.Option(help="Write report.html with overlays.")] = True,
+    geojson: Annotated[
+        bool,
+        typer.Option("--geojson", help="Also write NAME.geojson per image: the boxes for QuPath."),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Detect objects: boxes.csv (all images), per image a VOC .xml (open it in LabelImg
     to correct the boxes) and an overlay PNG, and report.html.
 
+    With --geojson, each image's boxes also go to NAME.geojson (QuPath
+    detections: one rectangle per box, pixel coordinates, class and score).
     An image that cannot be read or processed fails alone: it is listed in
     failures.csv and the report, the others are done, and the exit code is 1.
     """
@@ -327,6 +333,7 @@ def predict_command(
     from cytolens.detect.annotations import COLUMNS, write_boxes_csv, write_voc
     from cytolens.detect.model import Detector
     from cytolens.io import find_images, imread, imwrite, output_stems
+    from cytolens.io.interop import write_geojson
     from cytolens.models.applicability import out_of_domain_note, score_input
     from cytolens.report import draw_boxes
 
@@ -349,21 +356,26 @@ def predict_command(
     def process(item: tuple[Path, str]) -> tuple[pd.DataFrame, dict[str, Any], Path]:
         path, name = item
         overlay, xml = out / f"{name}_boxes.png", out / f"{name}.xml"
+        shapes = out / f"{name}.geojson" if geojson else None
         try:
             image = imread(path)
             boxes = det.predict(image, min_score=min_score, name=str(path))
             height, width, depth = _image_size(image)
             imwrite(overlay, draw_boxes(image, boxes), axes="YXC")
             write_voc(boxes, xml, filename=path.name, width=width, height=height, depth=depth)
+            if shapes is not None:
+                write_geojson(shapes, boxes=boxes)
         except BaseException:  # no half set of files (nor an earlier run's) for a failed image
-            overlay.unlink(missing_ok=True)
-            xml.unlink(missing_ok=True)
+            for written in (overlay, xml, shapes):
+                if written is not None:
+                    written.unlink(missing_ok=True)
             raise
         counts = boxes["class"].value_counts().to_dict()
         row = {
             "image": path.name,
             "boxes": len(boxes),
             **{f"n {c}": counts.get(c, 0) for c in det.classes},
+            **({"geojson": shapes.name} if shapes is not None else {}),
             **score_input(det, image, path.name, warn=False),
         }
         return boxes.assign(filename=path.name, width=width, height=height), row, overlay

@@ -148,6 +148,14 @@ def nuclei_command(
         ),
     ] = 512,
     report: Annotated[bool, typer.Option(help="Write report.html with overlays.")] = True,
+    roi: Annotated[
+        bool,
+        typer.Option("--roi", help="Also write NAME_rois.zip: an ImageJ/Fiji ROI set (outlines)."),
+    ] = False,
+    geojson: Annotated[
+        bool,
+        typer.Option("--geojson", help="Also write NAME_nuclei.geojson: outlines for QuPath."),
+    ] = False,
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Allow an --out folder that holds an earlier run."),
@@ -163,7 +171,9 @@ def nuclei_command(
     (all images) and report.html. An image that cannot be segmented fails
     alone: the others finish, it is listed in failures.csv and the report,
     and the command exits with 1. With a single input, its error ends the
-    command (exit 2) and nothing is written.
+    command (exit 2) and nothing is written. With --roi and --geojson, each
+    image's nucleus outlines also go to NAME_rois.zip (Fiji's ROI Manager)
+    and NAME_nuclei.geojson (QuPath detections, pixel coordinates).
     """
     import pandas as pd
 
@@ -174,6 +184,7 @@ def nuclei_command(
     from cytolens.core.plane import single_plane
     from cytolens.core.summary import strict_json
     from cytolens.io import find_images, imread, imwrite, output_stems
+    from cytolens.io.interop import write_geojson
     from cytolens.models.applicability import out_of_domain_note, score_input
     from cytolens.report import overlay_outlines
     from cytolens.segment import measure, nuclei, nuclei_classical
@@ -244,13 +255,18 @@ def nuclei_command(
             with atomic_path(target) as tmp:
                 table.to_csv(tmp, index=False)
 
-        _write_all(
-            [
-                (targets["labels"], lambda t: imwrite(t, stored, axes="YX", pixel_size_um=size)),
-                (targets["csv"], write_csv),
-                (targets["overlay"], lambda t: imwrite(t, overlay, axes="YXC")),
-            ]
-        )
+        writes = [
+            (targets["labels"], lambda t: imwrite(t, stored, axes="YX", pixel_size_um=size)),
+            (targets["csv"], write_csv),
+            (targets["overlay"], lambda t: imwrite(t, overlay, axes="YXC")),
+        ]
+        if roi:
+            targets["rois"] = out / f"{name}_rois.zip"
+            writes.append((targets["rois"], lambda t: _write_rois(t, labels)))
+        if geojson:
+            targets["geojson"] = out / f"{name}_nuclei.geojson"
+            writes.append((targets["geojson"], lambda t: write_geojson(t, labels=labels)))
+        _write_all(writes)
         area = "area_um2" if "area_um2" in table else "area_px"
         row = {
             "image": path.name,
@@ -258,6 +274,7 @@ def nuclei_command(
             f"median {area}": float(table[area].median()) if len(table) else float("nan"),
             "labels": targets["labels"].name,
             "csv": targets["csv"].name,
+            **{key: targets[key].name for key in ("rois", "geojson") if key in targets},
             **trust,
         }
         return _Done(row, table, targets["overlay"])
@@ -297,6 +314,20 @@ def nuclei_command(
         total = sum(r["nuclei"] for r in rows)
         typer.echo(f"{total} nuclei in {len(rows)} image(s); results in {out}")
     exit_if_failed(result, out)
+
+
+def _write_rois(target: Path, labels: np.ndarray) -> None:
+    """An ImageJ ROI set of the outlines; an empty set for an image without nuclei."""
+    from cytolens.core.files import atomic_path
+    from cytolens.io.interop import write_imagej_rois
+
+    if labels.max() > 0:
+        write_imagej_rois(target, labels=labels)
+        return
+    import zipfile
+
+    with atomic_path(target) as tmp:
+        zipfile.ZipFile(tmp, "w").close()
 
 
 def _write_report(

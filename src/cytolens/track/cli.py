@@ -10,7 +10,13 @@ Only parses arguments, reads the input, calls :func:`cytolens.track.track` /
   number: the CTC file number, else the index from 0);
 - ``DIR/lineage.png`` the lineage tree;
 - ``DIR/overlay.gif`` the frames with outlines, ids and trajectories;
-- ``DIR/tracker.json`` the tracker settings, to rerun the same tracking.
+- ``DIR/tracker.json`` the tracker settings, to rerun the same tracking;
+- ``DIR/track_features.csv`` one row per track: duration, path length,
+  displacement, straightness, mean and max speed, in um and s when the pixel
+  size (``--pixel-size-um`` or the file's) and ``--frame-interval-s`` are
+  known, else in pixels and frames (the column names say which);
+- ``DIR/tracks.xml`` with ``--trackmate``: the tracks as a TrackMate XML
+  model (frames counted from 0, positions in um when the pixel size is known).
 
 Everything is checked before anything is written: the options (at the
 command-line boundary), the output folder (empty or new unless
@@ -102,6 +108,30 @@ class _Outputs:
                 path.unlink(missing_ok=True)
 
 
+def _pixel_sizes(image: Image, given: float | None) -> float | dict[str, float] | None:
+    """Pixel size for track features: the option, else the file's (all spatial axes), or None."""
+    if given is not None:
+        return given
+    spatial = [ax for ax in "ZYX" if ax in image.axes]
+    sizes = {ax: image.pixel_size_um.get(ax) for ax in spatial}
+    return sizes if all(sizes.values()) else None
+
+
+def _write_trackmate(
+    path: Path, tracks: Any, sizes: float | dict[str, float] | None, interval: float | None
+) -> None:
+    """TrackMate XML; per-axis sizes as X's size, the other axes' positions rescaled to match."""
+    from cytolens.io.interop import write_trackmate_xml
+
+    if isinstance(sizes, dict):
+        size_x = sizes["X"]
+        tracks = tracks.assign(
+            **{ax.lower(): tracks[ax.lower()] * (s / size_x) for ax, s in sizes.items()}
+        )
+        sizes = size_x
+    write_trackmate_xml(path, tracks, pixel_size_um=sizes, frame_interval_s=interval)
+
+
 #: The nucleus model behind --segmenter nuclei / auto.
 NUCLEI_MODEL = "nuclei-v1"
 
@@ -165,6 +195,27 @@ def command(
     fps: Annotated[
         float, typer.Option(help="Frames per second of the overlay GIF.", callback=positive)
     ] = 5.0,
+    pixel_size_um: Annotated[
+        float | None,
+        typer.Option(
+            "--pixel-size-um",
+            help="Pixel size in um for track_features.csv and --trackmate (default: the file's).",
+            callback=positive,
+        ),
+    ] = None,
+    frame_interval_s: Annotated[
+        float | None,
+        typer.Option(
+            "--frame-interval-s",
+            help="Seconds between frames for track_features.csv and --trackmate "
+            "(default: times in frames).",
+            callback=positive,
+        ),
+    ] = None,
+    trackmate: Annotated[
+        bool,
+        typer.Option("--trackmate", help="Also write tracks.xml (TrackMate XML, for Fiji)."),
+    ] = False,
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Allow an --out folder that holds an earlier run."),
@@ -173,7 +224,8 @@ def command(
         bool, typer.Option("--json", help="Print a JSON summary on stdout.")
     ] = False,
 ) -> None:
-    """Track cells over time: CTC result folder, tracks CSV, lineage tree and overlay GIF."""
+    """Track cells over time: CTC result folder, tracks and track features CSVs, lineage tree
+    and overlay GIF (and TrackMate XML with --trackmate)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from cytolens.core.axes import check_axes
@@ -183,6 +235,7 @@ def command(
     from cytolens.report import save_figure
     from cytolens.track import overlay_animation, plot_lineage, segment_movie, track
     from cytolens.track.config import make_config
+    from cytolens.track.features import track_features
     from cytolens.track.segmentation import check_found_objects
 
     config = make_config(max_distance=max_distance, gap_closing=gap_closing, divisions=divisions)
@@ -242,6 +295,8 @@ def command(
             )
         figure = plot_lineage(result.tracks, title=movie_or_folder.name)
         table = result.tracks.assign(t=result.tracks["t"] + first)
+        sizes = _pixel_sizes(image, pixel_size_um)
+        features = track_features(table, pixel_size_um=sizes, frame_interval_s=frame_interval_s)
         display = (np.asarray(result.labels) > 0).astype(np.uint8) if labels else frames
 
         def write_csv(path: Path) -> None:
@@ -252,12 +307,23 @@ def command(
             with atomic_path(path) as tmp:
                 tmp.write_text(result.config.model_dump_json(indent=2) + "\n")
 
-        progress("writing", 0, 5)
+        def write_features(path: Path) -> None:
+            with atomic_path(path) as tmp:
+                features.to_csv(tmp, index=False)
+
+        n_writes = 7 if trackmate else 6
+        progress("writing", 0, n_writes)
         try:
             outputs.write(out / res_name, lambda p: result.to_ctc(p, first_frame=first))
             outputs.write(out / "tracks.csv", write_csv)
             outputs.write(out / "tracker.json", write_config)
-            progress("writing", 3, 5)
+            outputs.write(out / "track_features.csv", write_features)
+            if trackmate:  # frames from 0: the movie's own frame index, as Fiji opens it
+                outputs.write(
+                    out / "tracks.xml",
+                    lambda p: _write_trackmate(p, result.tracks, sizes, frame_interval_s),
+                )
+            progress("writing", n_writes - 2, n_writes)
             outputs.write(out / "lineage.png", lambda p: save_figure(figure, p))
             outputs.write(
                 out / "overlay.gif",
@@ -266,7 +332,7 @@ def command(
         except BaseException:
             outputs.remove()
             raise
-        progress("writing", 5, 5)
+        progress("writing", n_writes, n_writes)
     summary = {
         "input": name,
         "out": str(out),
@@ -277,7 +343,12 @@ def command(
         "tracks": result.n_tracks,
         "divisions": len(result.divisions),
         "max_distance_px": round(float(result.config.max_distance), 2),
+        "pixel_size_um": sizes,
+        "frame_interval_s": frame_interval_s,
+        "track_features_csv": str(out / "track_features.csv"),
     }
+    if trackmate:
+        summary["trackmate_xml"] = str(out / "tracks.xml")
     if trust:
         summary.update({"segmenter": used, f"{NUCLEI_MODEL}_applicability": trust})
     if json_summary:
