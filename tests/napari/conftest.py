@@ -36,3 +36,26 @@ def viewer(request):
 
     request.getfixturevalue("qapp")
     return ViewerModel()
+
+
+_EXIT = {"status": 0}
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    _EXIT["status"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    """Leave without Python's final garbage collection once PySide6 was loaded.
+
+    PySide6 6.12 with napari aborts the interpreter while it collects Qt
+    wrappers at exit (``Fatal Python error: none_dealloc``) after every test
+    passed; pytest's results are final by now, so exit with its status.
+    """
+    import sys
+
+    if "PySide6" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT["status"])

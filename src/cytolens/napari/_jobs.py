@@ -150,6 +150,43 @@ def deconvolve_layers(
     return [(out, {"name": name}, "image")]
 
 
+def denoise_layers(
+    image: Any, *, model: str = "denoise-w2s-v1", progress: Progress = None
+) -> list[LayerData]:
+    """Denoise a 2-D image (or a stack plane by plane) with a learned model.
+
+    The layer's name carries the input's applicability (``ood_score``; "OUT OF
+    DOMAIN" when above 1), and its ``metadata`` the full scores.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> ((out, kwargs, kind),) = denoise_layers(rng.poisson(20, (64, 64)).astype(np.float32))
+    >>> kind, out.shape, kwargs["name"].startswith("denoised (denoise-w2s-v1")
+    ('image', (64, 64), True)
+    """
+    import warnings
+
+    from cytolens.restore import denoise
+
+    require_ndim(image, (2, 3), "Denoise", "a 2-D image (YX) or a stack of planes (ZYX)")
+    with warnings.catch_warnings():  # the verdict goes into the layer's name instead
+        warnings.simplefilter("ignore")
+        out, info = denoise(
+            np.asarray(image),
+            model=model,
+            axes="YX" if np.ndim(image) == 2 else "ZYX",
+            device="cpu",
+            return_info=True,
+            progress=progress or False,
+        )
+    score = info.get("ood_score")
+    verdict = (
+        "" if score is None else f", ood {score:.2f}" + (" OUT OF DOMAIN" if score > 1 else "")
+    )
+    return [(out, {"name": f"denoised ({model}{verdict})", "metadata": dict(info)}, "image")]
+
+
 def segment_nuclei_layers(
     image: Any,
     *,

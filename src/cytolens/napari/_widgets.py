@@ -101,6 +101,13 @@ SPECS: dict[str, WidgetSpec] = {
         ),
         help="Richardson-Lucy deconvolution with a measured or theoretical PSF layer.",
     ),
+    "denoise": WidgetSpec(
+        "Denoise",
+        _jobs.denoise_layers,
+        (Input("image"),),
+        (Option("model", "denoise-w2s-v1", choices=("denoise-w2s-v1",)),),
+        help="A learned denoiser; the layer name says how far the image is from its training data.",
+    ),
     "segment_nuclei": WidgetSpec(
         "Segment nuclei",
         _jobs.segment_nuclei_layers,
@@ -210,7 +217,7 @@ def _layer_data(layer: Any) -> Any:
 @cache
 def _widget_class() -> type:
     from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, create_widget
-    from superqt.utils import ensure_main_thread
+    from qtpy.QtCore import QTimer
 
     from napari import layers
 
@@ -222,6 +229,12 @@ def _widget_class() -> type:
         def __init__(self, spec: WidgetSpec, viewer: Any) -> None:
             self.spec, self.viewer, self.worker = spec, viewer, None
             self._cancel = threading.Event()
+            # the worker only stores its progress; a main-thread timer shows it (no Qt call
+            # ever leaves the worker thread: PySide6 crashed on such calls)
+            self._latest: tuple[int, int] | None = None
+            self._poll = QTimer()
+            self._poll.setInterval(100)
+            self._poll.timeout.connect(self._show_progress)
             self.inputs = {}
             for inp in spec.inputs:
                 kind = layer_types[inp.kind]
@@ -311,7 +324,7 @@ def _widget_class() -> type:
             def progress(done: int, total: int) -> None:
                 if self._cancel.is_set():
                     raise _Cancelled
-                self._show_progress(done, total)
+                self._latest = (done, total)
 
             from napari.qt.threading import create_worker
 
@@ -323,12 +336,15 @@ def _widget_class() -> type:
             self.cancel_button.enabled = True
             self.progress.max, self.progress.value, self.progress.visible = 0, 0, True
             self.status.value = f"{self.spec.title}: running..."
+            self._latest = None
+            self._poll.start()
             worker.start()
             return worker
 
-        @ensure_main_thread
-        def _show_progress(self, done: int, total: int) -> None:
-            if total and total > 0:
+        def _show_progress(self) -> None:
+            latest = self._latest
+            if latest is not None and latest[1] and latest[1] > 0:
+                done, total = latest
                 self.progress.max = int(total)
                 self.progress.value = int(min(done, total))
 
@@ -354,6 +370,8 @@ def _widget_class() -> type:
             self.status.value = f"{self.spec.title}: added {', '.join(map(str, names))}"
 
         def _idle(self) -> None:
+            self._poll.stop()
+            self._show_progress()
             self.worker = None
             self.run_button.enabled = True
             self.cancel_button.enabled = False
