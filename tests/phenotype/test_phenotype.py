@@ -210,7 +210,7 @@ def test_shipped_model_on_held_out_mitocheck_crops() -> None:
     m = PhenotypeClassifier.load("mitocheck-v1", device="cpu")
     table = m.predict(read_crop_files([root / f for f in files]))
     accuracy = float((table["phenotype"] == truth).mean())
-    assert accuracy > 0.6, accuracy  # the card reports the full test split
+    assert accuracy > 0.75, accuracy  # the card reports the full test split (0.84)
     assert table["in_domain"].mean() > 0.9
 
 
