@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cytolens.models.layers import conv_bn_relu
+from cytolens.models.layers import UNetTrunk, conv_bn_relu
 
 __all__ = ["LabelFreeNet"]
 
 
-class LabelFreeNet(nn.Module):
+class LabelFreeNet(UNetTrunk):
     """U-Net whose input channels are the z planes and whose outputs are two maps per target.
 
     For every target the network predicts a Gaussian per pixel: its mean (the
@@ -50,30 +50,17 @@ class LabelFreeNet(nn.Module):
         n_targets: int = 3,
         channels: tuple[int, ...] = (16, 32, 64, 128),
     ) -> None:
-        super().__init__()
+        super().__init__(
+            in_channels,
+            channels,
+            lambda c_in, c_out: nn.Sequential(
+                conv_bn_relu(c_in, c_out), conv_bn_relu(c_out, c_out)
+            ),
+        )
         self.n_targets = n_targets
-        self.divisor = 2 ** (len(channels) - 1)
-        self.down = nn.ModuleList()
-        c_prev = in_channels
-        for c in channels:
-            self.down.append(nn.Sequential(conv_bn_relu(c_prev, c), conv_bn_relu(c, c)))
-            c_prev = c
-        self.up = nn.ModuleList()
-        self.merge = nn.ModuleList()
-        for c in reversed(channels[:-1]):
-            self.up.append(nn.ConvTranspose2d(c_prev, c, 2, stride=2))
-            self.merge.append(nn.Sequential(conv_bn_relu(2 * c, c), conv_bn_relu(c, c)))
-            c_prev = c
-        self.mean = nn.Conv2d(c_prev, n_targets, 1)
-        self.log_sigma = nn.Conv2d(c_prev, n_targets, 1)
+        self.mean = nn.Conv2d(channels[0], n_targets, 1)
+        self.log_sigma = nn.Conv2d(channels[0], n_targets, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for i, block in enumerate(self.down):
-            if i:
-                x = nn.functional.max_pool2d(x, 2)
-            x = block(x)
-            skips.append(x)
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1]), strict=True):
-            x = merge(torch.cat([up(x), skip], dim=1))
+        x = self.trunk(x)
         return torch.cat([self.mean(x), self.log_sigma(x)], dim=1)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cytolens.models.layers import UNetTrunk
+
 __all__ = ["UNet"]
 
 
@@ -22,7 +24,7 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-class UNet(nn.Module):
+class UNet(UNetTrunk):
     """U-Net: ``len(channels) - 1`` poolings, two 3x3 conv + BN + ReLU per level.
 
     Parameters
@@ -50,28 +52,8 @@ class UNet(nn.Module):
         out_channels: int = 2,
         channels: tuple[int, ...] = (16, 32, 64, 128),
     ) -> None:
-        super().__init__()
-        self.divisor = 2 ** (len(channels) - 1)
-        self.down = nn.ModuleList()
-        c_prev = in_channels
-        for c in channels:
-            self.down.append(_block(c_prev, c))
-            c_prev = c
-        self.up = nn.ModuleList()
-        self.merge = nn.ModuleList()
-        for c in reversed(channels[:-1]):
-            self.up.append(nn.ConvTranspose2d(c_prev, c, 2, stride=2))
-            self.merge.append(_block(2 * c, c))
-            c_prev = c
-        self.head = nn.Conv2d(c_prev, out_channels, 1)
+        super().__init__(in_channels, channels, _block)
+        self.head = nn.Conv2d(channels[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for i, block in enumerate(self.down):
-            if i:
-                x = nn.functional.max_pool2d(x, 2)
-            x = block(x)
-            skips.append(x)
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1]), strict=True):
-            x = merge(torch.cat([up(x), skip], dim=1))
-        return self.head(x)
+        return self.head(self.trunk(x))
