@@ -172,8 +172,11 @@ class RestoreParameters(Parameters):
     #: dtype of the training images (``"uint8"``, ``"uint16"``, ``"float32"``); another
     #: bit depth at inference gives a warning.
     input_dtype: str
-    #: Spatial dimensionality of the network's input.
-    ndim: Literal[2] = 2
+    #: Spatial dimensionality of the network's input (3: network deconvolution of ZYX volumes).
+    ndim: Literal[2, 3] = 2
+    #: Network deconvolution: sha256 of the PSF file and FWHM (px, per axis) it was trained for.
+    psf_sha256: str = ""
+    psf_fwhm_px: list[float] = Field(default_factory=list)
     #: Modules whose pooled activations are the applicability features.
     feature_modules: list[str] = Field(default_factory=lambda: ["down.0", "down.2"])
     #: Side of the windows (at most 4) the applicability features are pooled over.

@@ -81,6 +81,7 @@ def deconvolve(
     out: Any = None,
     return_history: bool = False,
     progress: bool | Callable[[int, int], None] = False,
+    model: Any = None,
 ) -> Any:
     """Deconvolve a 2D or 3D fluorescence image.
 
@@ -117,7 +118,12 @@ def deconvolve(
         PSF with one axis per image axis, no larger than the image, peak at
         index ``n // 2`` (see :func:`~cytolens.restore.load_psf` and
         :func:`~cytolens.restore.theoretical_psf`). Normalised to sum 1 here.
-    method : {"wiener-butterworth", "richardson-lucy"}
+    method : {"wiener-butterworth", "richardson-lucy", "network"}
+        ``"network"``: one forward pass of a 3-D network trained to reproduce
+        Wiener-Butterworth for one PSF (``model``, default ``"decon-llsm-v1"``);
+        see :func:`~cytolens.restore.network_deconvolution.deconvolve_network`.
+        Only ``device``, ``chunk_shape`` (tile shape read, halo included),
+        ``out`` and ``progress`` apply; ``psf`` is checked against the model's.
     iterations : int, optional
         Maximum number of iterations (>= 1). Default 2 for Wiener-Butterworth
         (Guo et al. use 1-2; on the benchmark data one already beats the best
@@ -176,6 +182,9 @@ def deconvolve(
         ``progress(chunks_done, chunks)``; Dask input: ignored, use Dask's
         diagnostics).
 
+    model : str, path-like or Restorer, optional
+        The network deconvolution model of ``method="network"``.
+
     Returns
     -------
     result : numpy.ndarray or dask.array.Array
@@ -209,6 +218,22 @@ def deconvolve(
     """
     from cytolens.core.devices import resolve_device
 
+    if method == "network":
+        from cytolens.restore.network_deconvolution import DEFAULT_DECONVOLVER, deconvolve_network
+
+        extra = {"tile_shape": tuple(chunk_shape)} if chunk_shape is not None else {}
+        result = deconvolve_network(
+            image,
+            psf,
+            model=model or DEFAULT_DECONVOLVER,
+            device=device,
+            progress=progress,
+            **extra,
+        )
+        if out is not None:
+            out[...] = result
+            return out
+        return result
     image = check_array(image, name="image", ndim=(2, 3))
     psf = _check_psf(psf, image.shape)
     if method not in METHODS:

@@ -377,7 +377,14 @@ def denoise(
 
 def _restorer(model: Any, device: str) -> Restorer:
     if isinstance(model, Restorer):
-        return model
-    from cytolens.models import load
+        restorer = model
+    else:
+        from cytolens.models import load
 
-    return load(model, device=device, capability="restore")
+        restorer = load(model, device=device, capability="restore")
+    if restorer.params.task != "denoise":
+        raise ModelError(
+            f"model {restorer.name!r} is a {restorer.params.task} model, not a denoiser; "
+            "use cytolens.restore.deconvolve(..., method='network') for it"
+        )
+    return restorer

@@ -1,4 +1,4 @@
-"""A compact residual 2-D U-Net for image restoration (CARE-style), in plain torch.
+"""A compact residual 2-D (or 3-D) U-Net for image restoration (CARE-style), in plain torch.
 
 Unlike the segmentation U-Net (:mod:`cytolens.segment.network`) it has no
 batch normalization (restoration outputs must follow the input's intensity
@@ -12,19 +12,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cytolens.models.layers import UNetTrunk
+
 __all__ = ["RestoreUNet"]
 
 
-def _block(c_in: int, c_out: int) -> nn.Sequential:
+def _block(c_in: int, c_out: int, dims: int = 2) -> nn.Sequential:
+    conv = nn.Conv3d if dims == 3 else nn.Conv2d
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1),
+        conv(c_in, c_out, 3, padding=1),
         nn.LeakyReLU(0.1, inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1),
+        conv(c_out, c_out, 3, padding=1),
         nn.LeakyReLU(0.1, inplace=True),
     )
 
 
-class RestoreUNet(nn.Module):
+class RestoreUNet(UNetTrunk):
     """U-Net with ``len(channels) - 1`` poolings and a residual output ``x + f(x)``.
 
     Parameters
@@ -35,10 +38,13 @@ class RestoreUNet(nn.Module):
         Features per level, finest first.
     residual : bool
         Add the input to the output (needs ``in_channels == out_channels``).
+    dims : {2, 3}
+        Spatial dimensions: 2 (``(N, C, Y, X)``) or 3 (``(N, C, Z, Y, X)``,
+        used by network deconvolution).
 
     Notes
     -----
-    Height and width must be multiples of :attr:`divisor`
+    Every spatial side must be a multiple of :attr:`divisor`
     (``2 ** (len(channels) - 1)``); the receptive field is about 40 px for
     3 levels. Module ``"down.<i>"`` is the encoder level ``i`` (its pooled
     activations are the model's applicability features).
@@ -48,6 +54,8 @@ class RestoreUNet(nn.Module):
     >>> net = RestoreUNet(channels=(8, 16)).eval()
     >>> net(torch.zeros(1, 1, 32, 48)).shape
     torch.Size([1, 1, 32, 48])
+    >>> RestoreUNet(channels=(4, 8), dims=3)(torch.zeros(1, 1, 8, 16, 16)).shape
+    torch.Size([1, 1, 8, 16, 16])
     """
 
     def __init__(
@@ -56,34 +64,16 @@ class RestoreUNet(nn.Module):
         out_channels: int = 1,
         channels: tuple[int, ...] = (16, 32, 64),
         residual: bool = True,
+        dims: int = 2,
     ) -> None:
-        super().__init__()
         if residual and in_channels != out_channels:
             raise ValueError("a residual U-Net needs in_channels == out_channels")
+        if dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+        super().__init__(in_channels, channels, lambda c_in, c_out: _block(c_in, c_out, dims), dims)
         self.residual = residual
-        self.divisor = 2 ** (len(channels) - 1)
-        self.down = nn.ModuleList()
-        c_prev = in_channels
-        for c in channels:
-            self.down.append(_block(c_prev, c))
-            c_prev = c
-        self.up = nn.ModuleList()
-        self.merge = nn.ModuleList()
-        for c in reversed(channels[:-1]):
-            self.up.append(nn.ConvTranspose2d(c_prev, c, 2, stride=2))
-            self.merge.append(_block(2 * c, c))
-            c_prev = c
-        self.head = nn.Conv2d(c_prev, out_channels, 1)
+        self.head = (nn.Conv3d if dims == 3 else nn.Conv2d)(channels[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inp = x
-        skips = []
-        for i, block in enumerate(self.down):
-            if i:
-                x = nn.functional.max_pool2d(x, 2)
-            x = block(x)
-            skips.append(x)
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1]), strict=True):
-            x = merge(torch.cat([up(x), skip], dim=1))
-        y = self.head(x)
-        return inp + y if self.residual else y
+        y = self.head(self.trunk(x))
+        return x + y if self.residual else y
