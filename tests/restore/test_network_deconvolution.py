@@ -169,3 +169,42 @@ def test_cli_train_deconvolver_refuses_bad_input(tmp_path) -> None:
     )
     assert proc.returncode != 0
     assert "--psf" in one_error_line(proc) and "none.tif" in one_error_line(proc)
+
+
+def test_cli_deconvolve_method_network(llsm, tmp_path) -> None:
+    import json
+
+    from tests.clitools import cytolens, one_error_line
+
+    from cytolens.io import imread
+
+    path, psf = llsm
+    _, obs = simulate_volume(psf, (32, 64, 64), rng=7)
+    volume = tmp_path / "vol.tif"
+    imwrite(volume, obs.astype(np.float32), axes="ZYX")
+    out = tmp_path / "vol_dec.ome.tif"
+    proc = cytolens(
+        "restore",
+        "deconvolve",
+        volume,
+        "--psf",
+        path,
+        "--method",
+        "network",
+        "--out",
+        out,
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["method"] == "network" and summary["model"] == DEFAULT_DECONVOLVER
+    result = np.asarray(imread(out).data)
+    same = deconvolve(obs, load_psf(path), method="network", device="cpu")
+    assert result.shape == obs.shape and np.allclose(result, same, atol=1e-4)
+    # options of the iterative methods are refused, not silently ignored
+    bad = cytolens(
+        "restore", "deconvolve", volume, "--psf", path, "--method", "network",
+        "--iterations", "5", "--out", tmp_path / "x.ome.tif",
+    )  # fmt: skip
+    assert bad.returncode != 0 and "--iterations" in one_error_line(bad)
+    assert not (tmp_path / "x.ome.tif").exists()

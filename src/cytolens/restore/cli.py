@@ -180,8 +180,19 @@ def deconvolve(
         typer.Option("--sheet-fwhm", help="Light-sheet thickness (FWHM), um.", callback=positive),
     ] = None,
     method: Annotated[
-        str, typer.Option("--method", help="wiener-butterworth or richardson-lucy.")
+        str,
+        typer.Option(
+            "--method",
+            help="wiener-butterworth, richardson-lucy, or network (one pass of a trained 3-D "
+            "network, see --model).",
+        ),
     ] = "wiener-butterworth",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Network deconvolution model (--method network): default decon-llsm-v1."
+        ),
+    ] = None,
     iterations: Annotated[
         int | None,
         typer.Option(
@@ -240,7 +251,7 @@ def deconvolve(
     t0 = time.perf_counter()
     # everything that can be checked without reading pixels, before any work
     for option, value, choices in (
-        ("--method", method, METHODS),
+        ("--method", method, (*METHODS, "network")),
         ("--psf-kind", psf_kind, PSF_KINDS),
         ("--acceleration", acceleration, (None, "biggs-andrews")),
     ):
@@ -253,6 +264,13 @@ def deconvolve(
         resolve_device(device)
     except InputError as exc:
         raise InputError(f"--device: {exc}") from None
+    if model is not None and method != "network":
+        raise InputError(f"--model is for --method network, not --method {method}")
+    if method == "network" and (iterations is not None or tv or background or acceleration):
+        raise InputError(
+            "--method network is one forward pass of a trained network: --iterations, --tv, "
+            "--background and --acceleration do not apply (subtract the offset first)"
+        )
     if not image.exists():
         raise MissingFileError(f"{image}: no such file or folder")
     if not out.name.lower().endswith(_OUT_SUFFIXES):
@@ -316,6 +334,8 @@ def deconvolve(
         background=background,
         device=device,
     )
+    if method == "network":
+        options = dict(method=method, model=model, device=device)
     axes, sizes, ndim = img.axes, dict(img.pixel_size_um), img.ndim
     if voxel_given is not None and not sizes:  # the output records what the user stated
         sizes = dict(zip(axes, _voxel_size(img, voxel_given), strict=True))
@@ -342,13 +362,15 @@ def deconvolve(
 
         with progress_bar() as bar, _named(image, background):
             task = bar.add_task(f"deconvolving {image.name} ({psf_note})", total=None)
-            result, history = run_deconvolve(
+            result = run_deconvolve(
                 data,
                 kernel,
-                return_history=True,
+                return_history=method != "network",
                 progress=lambda k, n: bar.update(task, completed=k, total=n),
                 **options,
             )
+            if method != "network":
+                result, history = result
         del data
         after = preview(result)
         written = write_output(out, result, axes=axes, pixel_size_um=sizes)
@@ -362,7 +384,12 @@ def deconvolve(
         "before_after_png": str(png),
         "method": method,
         "psf": psf_note,
-        "iterations_run": len(history) if history else (iterations or DEFAULT_ITERATIONS[method]),
+        "model": (model or "decon-llsm-v1") if method == "network" else None,
+        "iterations_run": 0
+        if method == "network"
+        else len(history)
+        if history
+        else (iterations or DEFAULT_ITERATIONS[method]),
         "final_relative_change": history[-1]["relative_change"] if history else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
@@ -371,10 +398,12 @@ def deconvolve(
     else:
         change = summary["final_relative_change"]
         note = f", last relative change {change:.3g}" if change is not None else ""
-        console.print(
-            f"[green]wrote[/] {written} and {png.name} in {summary['seconds']} s "
-            f"({summary['iterations_run']} iteration(s){note})"
+        how = (
+            f"one pass of {summary['model']}"
+            if method == "network"
+            else f"{summary['iterations_run']} iteration(s){note}"
         )
+        console.print(f"[green]wrote[/] {written} and {png.name} in {summary['seconds']} s ({how})")
 
 
 def _default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
