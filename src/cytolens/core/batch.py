@@ -24,6 +24,7 @@ __all__ = [
     "BatchResult",
     "Failure",
     "exit_if_failed",
+    "naming_file",
     "one_line",
     "report_failures",
     "run_batch",
@@ -51,6 +52,24 @@ def one_line(exc: BaseException) -> str:
     """
     text = str(exc).strip().replace("\n", "; ") or type(exc).__name__
     return text if isinstance(exc, CytolensError) else f"{type(exc).__name__}: {text}"
+
+
+def naming_file(path: Path | str, exc: CytolensError) -> CytolensError:
+    """``exc`` with the file's path in front when its message does not name the file.
+
+    Examples
+    --------
+    >>> from cytolens.core.errors import InputError
+    >>> str(naming_file(Path("a/b.tif"), InputError("too small")))
+    'a/b.tif: too small'
+    >>> str(naming_file(Path("a/b.tif"), InputError("b.tif: too small")))
+    'b.tif: too small'
+    """
+    path = Path(path)
+    message = str(exc)
+    if str(path) in message or path.name in message:
+        return exc
+    return type(exc)(f"{path}: {message}")
 
 
 @dataclass(frozen=True)

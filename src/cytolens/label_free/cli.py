@@ -79,7 +79,13 @@ def predict_command(
 
     import pandas as pd
 
-    from cytolens.core.batch import exit_if_failed, report_failures, run_batch, write_failures
+    from cytolens.core.batch import (
+        exit_if_failed,
+        naming_file,
+        report_failures,
+        run_batch,
+        write_failures,
+    )
     from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.core.summary import strict_json
     from cytolens.io import find_images, imread, imwrite, output_stems
@@ -101,8 +107,7 @@ def predict_command(
                 pred, sigma = lf.predict(image, uncertainty=True, name=path.name)
             stack, _ = as_stack(image, None, lf.n_planes, lf.name)
         except CytolensError as exc:
-            message = str(exc)
-            raise type(exc)(message if path.name in message else f"{path}: {message}") from None
+            raise naming_file(path, exc) from None
         stem = names[path]
         files = {
             "predicted": out / f"{stem}_predicted.ome.tif",

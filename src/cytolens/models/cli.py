@@ -327,7 +327,13 @@ def run_command(
     import numpy as np
 
     from cytolens.core.axes import check_axes
-    from cytolens.core.batch import exit_if_failed, report_failures, run_batch, write_failures
+    from cytolens.core.batch import (
+        exit_if_failed,
+        naming_file,
+        report_failures,
+        run_batch,
+        write_failures,
+    )
     from cytolens.core.errors import AxesError, CytolensError, ModelError
     from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.core.summary import strict_json
@@ -363,10 +369,7 @@ def run_command(
         try:
             return run_one(path)
         except CytolensError as exc:
-            message = str(exc)
-            if str(path) in message or path.name in message:
-                raise
-            raise type(exc)(f"{path}: {message}") from None
+            raise naming_file(path, exc) from None
 
     def run_one(path: Path) -> dict[str, Any]:
         image = imread(path, axes=axes)

@@ -453,7 +453,7 @@ def denoise_command(
     import pandas as pd
 
     from cytolens.core.axes import check_axes
-    from cytolens.core.batch import exit_if_failed, run_batch, write_failures
+    from cytolens.core.batch import exit_if_failed, naming_file, run_batch, write_failures
     from cytolens.core.errors import AxesError, CytolensError
     from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.core.summary import strict_json
@@ -478,10 +478,7 @@ def denoise_command(
         try:
             return denoise_one(path)
         except CytolensError as exc:
-            message = str(exc)
-            if str(path) in message or path.name in message:
-                raise
-            raise type(exc)(f"{path}: {message}") from None
+            raise naming_file(path, exc) from None
 
     def denoise_one(path: Path) -> dict[str, Any]:
         image = imread(path, axes=axes)

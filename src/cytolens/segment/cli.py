@@ -77,14 +77,6 @@ class _Done:
     overlay: Path
 
 
-def _named(path: Path, exc: CytolensError) -> CytolensError:
-    """``exc`` with the file's name in front when its message does not name it."""
-    message = str(exc)
-    if str(path) in message or path.name in message:
-        return exc
-    return type(exc)(f"{path}: {message}")
-
-
 def _write_all(writes: list[tuple[Path, Callable[[Path], Any]]]) -> None:
     """Write every output of one image (each atomically); on any failure remove those written."""
     done: list[Path] = []
@@ -178,7 +170,7 @@ def nuclei_command(
     import pandas as pd
 
     from cytolens.core.axes import check_axes
-    from cytolens.core.batch import exit_if_failed, run_batch, write_failures
+    from cytolens.core.batch import exit_if_failed, naming_file, run_batch, write_failures
     from cytolens.core.errors import AxesError
     from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.core.plane import single_plane
@@ -209,7 +201,7 @@ def nuclei_command(
         try:
             return segment_one(path)
         except CytolensError as exc:
-            raise _named(path, exc) from None
+            raise naming_file(path, exc) from None
 
     def segment_one(path: Path) -> _Done:
         image = imread(path, axes=axes)  # AxesError naming the file when axes do not fit
