@@ -31,9 +31,43 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
 
-#: Per widget: the samples it runs on, options for a quick job, and how to show the result
-#: (layers to hide, the frame to show, layers whose contrast is set to the 1-99.8 percentiles
-#: as a user would, so dim samples are visible in the picture).
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def _moved_copy(viewer: Any) -> None:
+    """A rotated and shifted copy of the nuclei sample, the moving image of Register."""
+    from scipy import ndimage
+
+    fixed = np.asarray(viewer.layers["nuclei"].data, np.float32)
+    moved = ndimage.shift(ndimage.rotate(fixed, 4.0, reshape=False, order=1), (12, -20), order=1)
+    viewer.layers["nuclei"].name = "fixed"
+    viewer.add_image(moved, name="moving", colormap="magenta", blending="additive")
+    viewer.layers["fixed"].colormap = "green"
+
+
+def _nuclei_labels(viewer: Any) -> None:
+    """Nuclei of the sample (classical segmentation), the cells of Classify phenotypes."""
+    from cytolens import segment
+
+    viewer.add_labels(segment.nuclei_classical(viewer.layers["nuclei"].data), name="nuclei labels")
+
+
+def _phase_stack(viewer: Any) -> None:
+    """The held-out block of the in silico labeling field (13 phase-contrast planes)."""
+    from cytolens.label_free.insilico import HELDOUT_BLOCK, block_slices, read_insilico_field
+
+    folder = SHARED / "label_free" / "insilico_sample"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: the label-free scene needs the shared data")
+    stack, _, _ = read_insilico_field(folder)
+    viewer.add_image(stack[(slice(None), *block_slices(HELDOUT_BLOCK))], name="phase z-stack")
+
+
+#: Per widget: the samples it runs on (and a ``setup`` adding what no sample holds), options for
+#: a quick job, what its status line says when it worked (``expect``), and how to show the
+#: result (layers to hide, the frame to show, layers whose contrast is set to the 1-99.8
+#: percentiles as a user would, so dim samples are visible in the picture, colormaps of result
+#: layers shown over their input; layers named by the start of their name).
 SCENES: dict[str, dict[str, Any]] = {
     "rate_focus": {"samples": ["nuclei"], "contrast": ["nuclei"]},
     "best_plane": {"samples": ["bead"], "options": {"method": "brenner_gradient"}},
@@ -42,6 +76,22 @@ SCENES: dict[str, dict[str, Any]] = {
     "track": {"samples": ["tracking"], "frame": 10},
     "detect": {"samples": ["blood"]},
     "hpa_cells": {"samples": ["hpa"], "hide": ["microtubules", "ER"]},
+    "denoise": {"samples": ["nuclei"], "contrast": ["nuclei"], "hide": ["nuclei"]},
+    "label_free": {"samples": [], "setup": _phase_stack, "hide": ["phase z-stack"]},
+    "phenotype": {
+        "samples": ["nuclei"],
+        "setup": _nuclei_labels,
+        "contrast": ["nuclei"],
+        "hide": ["nuclei labels"],
+    },
+    "trust": {"samples": ["nuclei"], "contrast": ["nuclei"], "expect": ": ood_score"},
+    "register": {
+        "samples": ["nuclei"],
+        "setup": _moved_copy,
+        "hide": ["moving"],
+        "contrast": ["fixed", "registered"],
+        "colormap": {"registered": "magenta"},
+    },
 }
 
 
@@ -86,6 +136,8 @@ def _scene(viewer: Any, key: str, display_name: str, scene: dict[str, Any]) -> t
     for sample in scene["samples"]:
         for data, kwargs, kind in getattr(_sample_data, f"{sample}_sample")():
             getattr(viewer, f"add_{kind}")(data, **kwargs)
+    if "setup" in scene:
+        scene["setup"](viewer)
     dock, widget = viewer.window.add_plugin_dock_widget("cytolens", display_name)
     for name, value in scene.get("options", {}).items():
         widget.option_widgets[name].value = value
@@ -96,7 +148,10 @@ def _show_result(viewer: Any, scene: dict[str, Any]) -> None:
     for layer in viewer.layers:
         if layer.name in scene.get("hide", ()):
             layer.visible = False
-        if layer.name in scene.get("contrast", ()):
+        for prefix, colormap in scene.get("colormap", {}).items():
+            if layer.name.startswith(prefix):
+                layer.colormap, layer.blending = colormap, "additive"
+        if layer.name.startswith(tuple(scene.get("contrast", ()))):
             low, high = np.percentile(np.asarray(layer.data), (1, 99.8))
             layer.contrast_limits = (float(low), float(max(high, low + 1)))
     if "frame" in scene:
@@ -146,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             seconds = time.perf_counter() - start
             status = str(widget.status.value)
-            if not finished or ": added" not in status:
+            if not finished or SCENES[key].get("expect", ": added") not in status:
                 failed.append(key)
                 print(f"{key}: FAILED ({status})", file=sys.stderr)
                 continue

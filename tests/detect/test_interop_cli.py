@@ -39,3 +39,34 @@ def test_geojson_flag_writes_one_rectangle_per_box(tmp_path):
         assert props["classification"]["name"] == box["class"]
         assert props["objectType"] == "detection"
         np.testing.assert_allclose(props["score"], box["score"], rtol=1e-6)
+
+
+def test_roi_flag_writes_an_imagej_roi_set_per_image(tmp_path):
+    import roifile
+
+    from cytolens.io import imwrite
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "blood_smear.jpg").write_bytes(data.sample_path("blood_smear.jpg").read_bytes())
+    imwrite(images / "blank.png", np.zeros((96, 96, 3), np.uint8), axes="YXC")  # no box
+    out = tmp_path / "out"
+    proc = cytolens(
+        "detect", "predict", images, "--out", out, "--device", "cpu", "--no-report", "--json",
+        "--roi",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["image"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])["images"]}
+    assert rows["blood_smear.jpg"]["rois"] == "blood_smear_rois.zip"
+    no_temporaries(out)
+    boxes = pd.read_csv(out / "boxes.csv")
+    boxes = boxes[boxes["filename"] == "blood_smear.jpg"].reset_index(drop=True)
+    rois = roifile.roiread(out / "blood_smear_rois.zip")
+    assert len(rois) == len(boxes) == rows["blood_smear.jpg"]["boxes"] > 0
+    for k, (roi, box) in enumerate(zip(rois, boxes.to_dict("records"), strict=True)):
+        assert roi.roitype == roifile.ROI_TYPE.RECT and roi.name == f"{box['class']}-{k + 1}"
+        # ImageJ rectangles have integer pixel corners: the box's, truncated
+        assert (roi.left, roi.top) == (int(box["xmin"]), int(box["ymin"]))
+        assert (roi.right, roi.bottom) == (int(box["xmax"]), int(box["ymax"]))
+    assert rows["blank.png"]["boxes"] == 0
+    assert roifile.roiread(out / rows["blank.png"]["rois"]) == []  # an empty set, not missing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import subprocess
 import sys
@@ -18,9 +19,12 @@ from cytolens.io import imread, imwrite  # noqa: E402
 from cytolens.napari import MANIFEST  # noqa: E402
 from cytolens.napari._jobs import (  # noqa: E402
     deconvolve_layers,
+    phenotype_layers,
     rate_focus_layers,
+    register_layers,
     segment_nuclei_layers,
     track_layers,
+    trust_layers,
 )
 from cytolens.napari._reader import get_reader  # noqa: E402
 from cytolens.napari._sample_data import bead_sample, nuclei_sample, tracking_sample  # noqa: E402
@@ -199,6 +203,13 @@ def test_rate_focus_job_matches_the_png_overlay() -> None:
         (track_layers, (np.zeros((64, 64)),), "Track nuclei needs a movie with time first"),
         (deconvolve_layers, (np.zeros((8, 8)), np.zeros((3, 3, 3))), "a 2-D PSF like the image"),
         (segment_nuclei_layers, (None,), "no layer is selected"),
+        (phenotype_layers, (np.zeros((8, 8)), np.ones((9, 9), int)), "labels of the image's shape"),
+        (register_layers, (np.zeros((8, 8)), None), "Register needs a 2-D moving image"),
+        (
+            functools.partial(trust_layers, model="decon-llsm-v1"),
+            (np.zeros((64, 64)),),
+            "'decon-llsm-v1' takes 3-D stacks \\(ZYX\\); got 2 dimensions",
+        ),
     ],
 )
 def test_jobs_reject_bad_input_with_a_clear_message(job, args, message) -> None:

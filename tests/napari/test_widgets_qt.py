@@ -16,6 +16,7 @@ except Exception as exc:  # no Qt binding, or Qt libraries missing on this machi
 pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
 
 import npe2  # noqa: E402
+from tests.conftest import shared  # noqa: E402
 
 from cytolens import data  # noqa: E402
 from cytolens.napari import MANIFEST  # noqa: E402
@@ -39,6 +40,14 @@ def _add(viewer, layer_data):
         out = getattr(viewer, f"add_{kind}")(data_, **kwargs)
         added += out if isinstance(out, list) else [out]
     return added
+
+
+def _bbbc006() -> np.ndarray:
+    """A real in-focus BBBC006 field (520 x 696, uint16) from the shared data."""
+    from cytolens.io import imread
+
+    first = sorted(shared("focus/bbbc006_subset").glob("00_*_s1_*.tif"))[0]
+    return np.asarray(imread(first).data)
 
 
 def _run(qtbot, widget, timeout=120_000):
@@ -66,9 +75,11 @@ def test_every_widget_builds(contribution, viewer) -> None:
     widget = _factory(contribution.command)(napari_viewer=viewer)
     assert isinstance(widget, Container)
     assert widget.native is not None  # the Qt widget exists
-    for combo in widget.inputs.values():
-        names = [c.name for c in combo.choices if c is not None]
-        assert names == ["nuclei"]  # Image layers only, never the Labels layer
+    spec = SPECS[contribution.command.removeprefix("cytolens.")]
+    for inp in spec.inputs:
+        names = [c.name for c in widget.inputs[inp.name].choices if c is not None]
+        # Image inputs list Image layers only, Labels inputs Labels layers only
+        assert names == (["some labels"] if inp.kind == "labels" else ["nuclei"])
     assert widget.run_button.enabled and not widget.cancel_button.enabled
 
 
@@ -182,6 +193,12 @@ def test_best_plane_widget_runs(qtbot, viewer) -> None:
         ("segment_nuclei", "3d", "needs a 2-D image (YX); got 3 dimensions"),
         ("track", "2d", "needs a movie with time first (TYX or TZYX); got 2 dimensions"),
         ("deconvolve", "psf2d", "needs a 3-D PSF like the image"),
+        ("label_free", "2d", "needs a transmitted-light z-stack (ZYX); got 2 dimensions"),
+        ("label_free", "3d", "stack has 3 planes along Z; model 'isl-v1' was trained on 13"),
+        ("phenotype", "2d", "needs labels layer as 'labels'; no layer is selected"),
+        ("phenotype", "empty labels", "needs a labels layer with cells; it is empty"),
+        ("trust", "none", "needs image layer as 'image'; no layer is selected"),
+        ("register", "2d+3d", "Register needs a 2-D moving image like the fixed one"),
     ],
 )
 def test_bad_input_is_a_notification(qtbot, viewer, monkeypatch, key, setup, expected) -> None:
@@ -196,6 +213,12 @@ def test_bad_input_is_a_notification(qtbot, viewer, monkeypatch, key, setup, exp
         viewer.add_image(np.zeros((3, 32, 32), np.float32), name="stack")
     elif setup == "2d":
         viewer.add_image(np.zeros((32, 32), np.float32), name="plane")
+    elif setup == "empty labels":
+        viewer.add_image(np.zeros((32, 32), np.float32), name="plane")
+        viewer.add_labels(np.zeros((32, 32), np.int32), name="labels")
+    elif setup == "2d+3d":
+        viewer.add_image(np.zeros((32, 32), np.float32), name="fixed")
+        viewer.add_image(np.zeros((3, 32, 32), np.float32), name="moving")
     elif setup == "psf2d":
         viewer.add_image(np.ones((8, 32, 32), np.float32), name="image")
         viewer.add_image(np.ones((9, 9), np.float32), name="psf")
@@ -262,3 +285,120 @@ def test_ui_stays_responsive_during_a_long_job(qtbot, viewer) -> None:
     running = np.array([t for t in ticks if t <= done[0]])
     gaps = np.diff(np.r_[start, running])
     assert len(running) > duration / 0.2 and gaps.max() < 0.2, (duration, gaps.max())
+
+
+# ------------------------------------------- widgets of label-free, phenotypes, trust, register
+def test_label_free_widget_predicts_each_target(qtbot, viewer) -> None:
+    from cytolens.label_free.insilico import HELDOUT_BLOCK, read_insilico_field
+
+    stack, _, names = read_insilico_field(shared("label_free/insilico_sample"))
+    y0, _, x0, _ = HELDOUT_BLOCK
+    source = viewer.add_image(stack[:, y0 : y0 + 256, x0 : x0 + 256], name="phase z-stack")
+    source.scale, source.translate, source.units = (2.0, 0.5, 0.5), (0, 3.0, 4.0), ("um",) * 3
+    widget = _factory("cytolens.label_free")(napari_viewer=viewer)
+    added = _run(qtbot, widget)
+    assert [layer.name.split(" ")[0] for layer in added] == names == ["dapi", "map2", "nfh"]
+    for layer in added:
+        assert isinstance(layer, napari.layers.Image) and layer.data.shape == (256, 256)
+        assert "isl-v1, ood" in layer.name and "OUT OF DOMAIN" not in layer.name
+        assert layer.metadata["applicability"]["in_domain"] is True
+        _check_geometry(layer, source, 2)
+    # the held-out block: predicted DAPI follows the nuclei (bright where the stack says so)
+    assert added[0].data.std() > 0.05
+
+
+def _mitocheck_mosaic():
+    """12 real MitoCheck crops (4 classes x 3) in a 4 x 3 grid, each cell labelled."""
+    from skimage import filters, measure
+
+    from cytolens.io import imread
+
+    root = shared("classification/mitocheck/images")
+    classes = ["Interphase", "Metaphase", "Apoptosis", "Prometaphase"]
+    crops, truth = [], []
+    for c in classes:
+        for f in sorted((root / c).glob("*.png"))[:3]:
+            crops.append(np.asarray(imread(f).data))
+            truth.append(c)
+    s = crops[0].shape[0]
+    mosaic = np.zeros((len(classes) * s, 3 * s), crops[0].dtype)
+    labels = np.zeros(mosaic.shape, np.int32)
+    for k, crop in enumerate(crops):
+        i, j = divmod(k, 3)
+        window = (slice(i * s, (i + 1) * s), slice(j * s, (j + 1) * s))
+        mosaic[window] = crop
+        objects = measure.label(crop > filters.threshold_otsu(crop))
+        centre = objects[s // 2, s // 2] or np.bincount(objects.ravel())[1:].argmax() + 1
+        labels[window][objects == centre] = k + 1
+    return mosaic, labels, truth
+
+
+def test_phenotype_widget_classifies_real_cells(qtbot, viewer) -> None:
+    from cytolens.phenotype import PhenotypeClassifier
+
+    mosaic, labels, truth = _mitocheck_mosaic()
+    source = viewer.add_image(mosaic, name="mitocheck cells", scale=(0.6, 0.6))
+    viewer.add_labels(labels, name="cells", scale=(0.6, 0.6))
+    widget = _factory("cytolens.phenotype")(napari_viewer=viewer)
+    assert widget.inputs["labels"].value.name == "cells"
+    (points,) = _run(qtbot, widget)
+    assert isinstance(points, napari.layers.Points) and len(points.data) == 12
+    assert points.name == "phenotypes (mitocheck-v1, 12 cells)"
+    table = points.features
+    assert table["label"].tolist() == list(range(1, 13))
+    assert set(table["phenotype"]) <= set(PhenotypeClassifier.load(device="cpu").class_names)
+    assert table["in_domain"].all()
+    # the cells are real held-in-class crops: most calls match their folder (9 of 12 measured)
+    assert (table["phenotype"] == truth).sum() >= 8
+    # each point sits on its own cell, in the image's world coordinates
+    _check_geometry(points, source, 2)
+    ys, xs = np.round(points.data).astype(int).T
+    assert (labels[ys, xs] == table["label"].to_numpy()).mean() > 0.8
+
+
+def test_trust_widget_reports_applicability(qtbot, viewer, monkeypatch) -> None:
+    from napari.utils import notifications
+
+    shown = []
+    monkeypatch.setattr(notifications, "show_info", shown.append)
+    source = viewer.add_image(_bbbc006(), name="BBBC006")
+    viewer.add_image(np.asarray(data.blood_smear().data[..., 0]), name="blood smear (red)")
+    widget = _factory("cytolens.trust")(napari_viewer=viewer)
+    models = list(widget.option_widgets["model"].choices)
+    assert "nuclei-v1" in models and "isl-v1" in models
+    widget.inputs["image"].value = source
+    assert _run(qtbot, widget) == []  # a result, no layer
+    scores = source.metadata["applicability"]["nuclei-v1"]
+    assert scores["in_domain"] is True and 0 < scores["ood_score"] <= 1
+    assert shown == [widget.status.value]
+    assert widget.status.value.startswith("Check model: nuclei-v1: ood_score ")
+    assert widget.status.value.endswith(", in domain")
+    # a blood smear is no fluorescence nucleus image: outside nuclei-v1's domain
+    blood = viewer.layers["blood smear (red)"]
+    widget.inputs["image"].value = blood
+    _run(qtbot, widget)
+    assert blood.metadata["applicability"]["nuclei-v1"]["ood_score"] > 1
+    assert "OUT OF DOMAIN" in widget.status.value
+
+
+def test_register_widget_aligns_a_moved_real_image(qtbot, viewer) -> None:
+    from scipy import ndimage
+
+    scene = _bbbc006().astype(np.float32)
+    moved = ndimage.shift(ndimage.rotate(scene, 3.0, reshape=False, order=1), (6.0, -9.0), order=1)
+    window = (slice(100, 420), slice(150, 550))
+    fixed = viewer.add_image(scene[window], name="fixed", scale=(0.4, 0.4), translate=(5, 5))
+    moving = viewer.add_image(moved[window], name="moving", scale=(0.4, 0.4), translate=(5, 5))
+    widget = _factory("cytolens.register")(napari_viewer=viewer)
+    assert widget.inputs["fixed"].value is fixed and widget.inputs["moving"].value is moving
+    (out,) = _run(qtbot, widget)
+    assert isinstance(out, napari.layers.Image) and out.name.startswith("registered (rigid, ncc")
+    assert out.data.shape == fixed.data.shape
+    _check_geometry(out, fixed, 2)
+    matrix = np.array(out.metadata["transform"]["matrix"])
+    angle = np.degrees(np.arctan2(matrix[0, 1], matrix[0, 0]))
+    assert abs(abs(angle) - 3.0) < 0.3, angle
+    inner = (slice(30, -30), slice(30, -30))
+    before = np.corrcoef(fixed.data[inner].ravel(), moving.data[inner].ravel())[0, 1]
+    after = np.corrcoef(fixed.data[inner].ravel(), out.data[inner].ravel())[0, 1]
+    assert after > 0.99 and before < 0.9, (before, after)  # measured: 0.998 from 0.864

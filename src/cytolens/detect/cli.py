@@ -314,6 +314,12 @@ def predict_command(
         bool,
         typer.Option("--geojson", help="Also write NAME.geojson per image: the boxes for QuPath."),
     ] = False,
+    roi: Annotated[
+        bool,
+        typer.Option(
+            "--roi", help="Also write NAME_rois.zip per image: the boxes as an ImageJ/Fiji ROI set."
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
@@ -321,7 +327,10 @@ def predict_command(
     to correct the boxes) and an overlay PNG, and report.html.
 
     With --geojson, each image's boxes also go to NAME.geojson (QuPath
-    detections: one rectangle per box, pixel coordinates, class and score).
+    detections: one rectangle per box, pixel coordinates, class and score);
+    with --roi, to NAME_rois.zip (Fiji's ROI Manager: one rectangle per box,
+    named CLASS-k in the order of boxes.csv; an empty set for an image
+    without boxes).
     An image that cannot be read or processed fails alone: it is listed in
     failures.csv and the report, the others are done, and the exit code is 1.
     """
@@ -333,7 +342,7 @@ def predict_command(
     from cytolens.detect.annotations import COLUMNS, write_boxes_csv, write_voc
     from cytolens.detect.model import Detector
     from cytolens.io import find_images, imread, imwrite, output_stems
-    from cytolens.io.interop import write_geojson
+    from cytolens.io.interop import write_geojson, write_imagej_rois
     from cytolens.models.applicability import out_of_domain_note, score_input
     from cytolens.report import draw_boxes
 
@@ -357,6 +366,7 @@ def predict_command(
         path, name = item
         overlay, xml = out / f"{name}_boxes.png", out / f"{name}.xml"
         shapes = out / f"{name}.geojson" if geojson else None
+        rois = out / f"{name}_rois.zip" if roi else None
         try:
             image = imread(path)
             boxes = det.predict(image, min_score=min_score, name=str(path))
@@ -365,8 +375,10 @@ def predict_command(
             write_voc(boxes, xml, filename=path.name, width=width, height=height, depth=depth)
             if shapes is not None:
                 write_geojson(shapes, boxes=boxes)
+            if rois is not None:  # an empty set for an image without boxes
+                write_imagej_rois(rois, boxes=boxes, empty_ok=True)
         except BaseException:  # no half set of files (nor an earlier run's) for a failed image
-            for written in (overlay, xml, shapes):
+            for written in (overlay, xml, shapes, rois):
                 if written is not None:
                     written.unlink(missing_ok=True)
             raise
@@ -376,6 +388,7 @@ def predict_command(
             "boxes": len(boxes),
             **{f"n {c}": counts.get(c, 0) for c in det.classes},
             **({"geojson": shapes.name} if shapes is not None else {}),
+            **({"rois": rois.name} if rois is not None else {}),
             **score_input(det, image, path.name, warn=False),
         }
         return boxes.assign(filename=path.name, width=width, height=height), row, overlay

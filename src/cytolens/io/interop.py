@@ -83,6 +83,7 @@ def write_imagej_rois(
     *,
     labels: Any = None,
     boxes: pd.DataFrame | None = None,
+    empty_ok: bool = False,
 ) -> Path:
     """Write an ImageJ ROI set (``.zip``) for a label image or a table of boxes.
 
@@ -95,6 +96,9 @@ def write_imagej_rois(
     boxes : pandas.DataFrame, optional
         ``xmin, ymin, xmax, ymax`` (pixels, max exclusive) and optionally
         ``class``: one rectangle ROI per row, named ``<class>-<row>``.
+    empty_ok : bool
+        Write an empty set (a zip with no ROI) when there is no object,
+        instead of raising.
 
     Returns
     -------
@@ -118,21 +122,27 @@ def write_imagej_rois(
             rois.append(ImagejRoi.frompoints(xy, name=f"label-{label}"))
     else:
         _check_boxes(boxes)
-        for k, row in enumerate(boxes.itertuples(index=False)):
+        # records, not itertuples: "class" is a Python keyword, so itertuples renames it
+        for k, row in enumerate(boxes.to_dict("records")):
             roi = ImagejRoi(
                 roitype=ROI_TYPE.RECT,
-                top=int(row.ymin),
-                left=int(row.xmin),
-                bottom=int(row.ymax),
-                right=int(row.xmax),
-                name=f"{getattr(row, 'class', 'box')}-{k + 1}",
+                top=int(row["ymin"]),
+                left=int(row["xmin"]),
+                bottom=int(row["ymax"]),
+                right=int(row["xmax"]),
+                name=f"{row.get('class', 'box')}-{k + 1}",
             )
             rois.append(roi)
-    if not rois:
+    if not rois and not empty_ok:
         raise InputError(f"{path}: no object to write (the labels or boxes are empty)")
     path = Path(path)
     with atomic_path(path) as tmp:
-        roiwrite(tmp, rois, mode="w")
+        if rois:
+            roiwrite(tmp, rois, mode="w")
+        else:
+            import zipfile
+
+            zipfile.ZipFile(tmp, "w").close()
     return path
 
 

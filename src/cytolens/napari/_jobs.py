@@ -10,11 +10,17 @@ these in a worker thread and give every output the input layer's ``scale``,
 
 ``progress`` is ``None`` or a callable ``progress(done, total)``; it may raise
 to cancel (the widgets raise on "Cancel").
+
+A job whose result is no layer (the applicability check) returns a
+:class:`Finding` among its items: a line the widget shows in its status line
+and the notification area, and values it stores in the input layer's
+``metadata``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,8 +30,25 @@ from cytolens.core.errors import InputError
 LayerData = tuple[Any, dict, str]
 Progress = Callable[[int, int], Any] | None
 
+
+@dataclass(frozen=True)
+class Finding:
+    """A result that is no layer: ``text`` to show, ``values`` for the input's ``metadata[key]``."""
+
+    text: str
+    key: str
+    values: dict = field(default_factory=dict)
+
+
 #: The Human Protein Atlas channels in the order :func:`cytolens.classify.classify_cells` wants.
 HPA_INPUTS = ("microtubules", "protein", "nucleus", "ER")
+
+
+def shipped_models() -> list[str]:
+    """Names of the shipped models (the choices of the applicability check)."""
+    from cytolens.models import list_models
+
+    return list_models()
 
 
 def require_ndim(data: Any, ndims: tuple[int, ...], what: str, expected: str) -> None:
@@ -45,6 +68,19 @@ def require_ndim(data: Any, ndims: tuple[int, ...], what: str, expected: str) ->
         raise InputError(
             f"{what} needs {expected}; got {ndim} dimensions (shape {tuple(np.shape(data))})"
         )
+
+
+def ood_suffix(score: float | None) -> str:
+    """The applicability part of an output layer's name: ``", ood 0.42"``, "OUT OF DOMAIN" above 1.
+
+    Examples
+    --------
+    >>> ood_suffix(0.42), ood_suffix(1.5), ood_suffix(None)
+    (', ood 0.42', ', ood 1.50 OUT OF DOMAIN', '')
+    """
+    if score is None:
+        return ""
+    return f", ood {score:.2f}" + (" OUT OF DOMAIN" if score > 1 else "")
 
 
 def rate_focus_layers(
@@ -180,10 +216,7 @@ def denoise_layers(
             return_info=True,
             progress=progress or False,
         )
-    score = info.get("ood_score")
-    verdict = (
-        "" if score is None else f", ood {score:.2f}" + (" OUT OF DOMAIN" if score > 1 else "")
-    )
+    verdict = ood_suffix(info.get("ood_score"))
     return [(out, {"name": f"denoised ({model}{verdict})", "metadata": dict(info)}, "image")]
 
 
@@ -345,3 +378,186 @@ def hpa_cells_layers(
     )
     cells_kw = {"name": f"cells ({len(table)})", "features": features}
     return [(cells, cells_kw, "labels"), (nuclei, {"name": "nuclei", "visible": False}, "labels")]
+
+
+def label_free_layers(
+    stack: Any, *, model: str = "isl-v1", progress: Progress = None
+) -> list[LayerData]:
+    """Predict fluorescence channels from a transmitted-light z-stack: one Image layer per target.
+
+    Each layer is named after its target, the model and the input's
+    applicability (:func:`ood_suffix`); ``metadata`` holds the model, the
+    units (the card's normalized target units) and the applicability scores.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> stack = rng.integers(0, 60000, (13, 128, 128)).astype(np.uint16)
+    >>> layers = label_free_layers(stack)
+    >>> [(kw["name"].split(",")[0], out.shape, kind) for out, kw, kind in layers]
+    [('dapi (isl-v1', (128, 128), 'image'), ('map2 (isl-v1', (128, 128), 'image'), \
+('nfh (isl-v1', (128, 128), 'image')]
+    """
+    import warnings
+
+    from cytolens.label_free import predict
+
+    require_ndim(stack, (3,), "Predict fluorescence", "a transmitted-light z-stack (ZYX)")
+    with warnings.catch_warnings():  # the verdict goes into the layers' names instead
+        warnings.simplefilter("ignore")
+        pred = predict(stack, model=model, axes="ZYX", device="cpu", progress=progress or False)
+    meta = dict(pred.metadata)
+    verdict = ood_suffix(meta.get("applicability", {}).get("ood_score"))
+    colormaps = ("blue", "green", "magenta", "red", "cyan", "yellow")
+    return [
+        (
+            np.asarray(pred.data[i]),
+            {
+                "name": f"{target} ({model}{verdict})",
+                "colormap": colormaps[i % len(colormaps)],
+                "blending": "additive",
+                "metadata": meta,
+            },
+            "image",
+        )
+        for i, target in enumerate(pred.channel_names)
+    ]
+
+
+def phenotype_layers(
+    image: Any, labels: Any, *, model: str = "mitocheck-v1", progress: Progress = None
+) -> list[LayerData]:
+    """Classify the phenotype of every object of a Labels layer: a Points layer at the centroids.
+
+    ``features`` hold, per cell, ``label``, ``phenotype``, ``confidence`` and
+    the applicability columns (``ood_score``, ``in_domain``); the points are
+    coloured and labelled by phenotype.
+
+    Examples
+    --------
+    >>> img = np.zeros((80, 80), np.uint8); lab = np.zeros((80, 80), np.int32)
+    >>> img[20:34, 20:36] = 120; lab[20:34, 20:36] = 1
+    >>> ((points, kwargs, kind),) = phenotype_layers(img, lab)
+    >>> kind, points.tolist(), kwargs["features"]["label"].tolist()
+    ('points', [[26.5, 27.5]], [1])
+    """
+    import warnings
+
+    from cytolens.phenotype import predict_cells
+
+    require_ndim(image, (2,), "Classify phenotypes", "a 2-D grey image (YX)")
+    require_ndim(labels, (2,), "Classify phenotypes", "a 2-D labels layer of the cells (YX)")
+    if np.shape(image) != np.shape(labels):
+        raise InputError(
+            f"Classify phenotypes needs labels of the image's shape {tuple(np.shape(image))}; "
+            f"got {tuple(np.shape(labels))}"
+        )
+    labels = np.asarray(labels)
+    if not labels.any():
+        raise InputError("Classify phenotypes needs a labels layer with cells; it is empty")
+    with warnings.catch_warnings():  # out-of-domain cells are marked in the features
+        warnings.simplefilter("ignore")
+        table = predict_cells(np.asarray(image), labels, model=model, device="cpu", name="layer")
+    if progress is not None:
+        progress(1, 1)
+    points = table[["centroid_y", "centroid_x"]].to_numpy(np.float64)
+    keep = [c for c in ("label", "phenotype", "confidence", "ood_score", "in_domain") if c in table]
+    kwargs = {
+        "name": f"phenotypes ({model}, {len(table)} cells)",
+        "features": table[keep].reset_index(drop=True),
+        "face_color": "phenotype",
+        "size": 6,
+        "text": {"string": "{phenotype}", "size": 8, "color": "white", "anchor": "upper_left"},
+    }
+    return [(points, kwargs, "points")]
+
+
+def trust_layers(
+    image: Any, *, model: str = "nuclei-v1", progress: Progress = None
+) -> list[LayerData | Finding]:
+    """How far an image lies from a model's training data (``cytolens models check`` on a layer).
+
+    Returns
+    -------
+    list with one :class:`Finding`
+        Its text names the model, ``ood_score`` (> 1: out of domain), the
+        domain percentile and the verdict; its values (``ood_score``,
+        ``domain_percentile``, ``in_domain``) go to the layer's
+        ``metadata["applicability"][model]``.
+
+    Examples
+    --------
+    >>> from cytolens import data
+    >>> (finding,) = trust_layers(data.nuclei().data, model="focus-miq-v1")
+    >>> finding.text.split(":")[0], finding.key, finding.values["focus-miq-v1"]["in_domain"]
+    ('focus-miq-v1', 'applicability', True)
+    """
+    from cytolens.models import load
+    from cytolens.models.applicability import score_input
+
+    require_ndim(image, (2, 3), "Check model", "a 2-D image (YX or RGB) or a stack (ZYX)")
+    predictor = load(model, device="cpu")
+    if not predictor.has_domain:
+        raise InputError(f"Check model: {model!r} ships no applicability reference")
+    axes = str(predictor.card.input_axes)
+    if "Z" in axes and np.ndim(image) != len(axes):
+        raise InputError(
+            f"Check model: {model!r} takes {len(axes)}-D stacks ({axes}); got "
+            f"{np.ndim(image)} dimensions (shape {tuple(np.shape(image))})"
+        )
+    if progress is not None:
+        progress(0, 1)
+    scores = score_input(predictor, np.asarray(image), "the layer", warn=False)
+    if progress is not None:
+        progress(1, 1)
+    verdict = "in domain" if scores["in_domain"] else "OUT OF DOMAIN: do not trust its output"
+    text = (
+        f"{model}: ood_score {scores['ood_score']:.2f} (domain percentile "
+        f"{scores['domain_percentile']:.0f}), {verdict}"
+    )
+    return [Finding(text, "applicability", {model: dict(scores)})]
+
+
+def register_layers(
+    fixed: Any, moving: Any, *, transform: str = "rigid", progress: Progress = None
+) -> list[LayerData]:
+    """Align ``moving`` onto ``fixed``: the moving image resampled in the fixed image's grid.
+
+    The name carries the kind and the fit's NCC before and after ("not
+    converged" when the fit did not converge); ``metadata["transform"]`` the
+    transform (:meth:`cytolens.register.Transform.to_dict`, pixels of the
+    fixed grid to pixels of the moving image).
+
+    Examples
+    --------
+    >>> from scipy import ndimage as ndi
+    >>> scene = ndi.gaussian_filter(np.random.default_rng(0).random((96, 96)), 2)
+    >>> fixed, moving = scene[16:80, 16:80], ndi.shift(scene, (3.0, -2.5), order=1)[16:80, 16:80]
+    >>> ((out, kw, kind),) = register_layers(fixed, moving, transform="translation")
+    >>> matrix = np.array(kw["metadata"]["transform"]["matrix"])
+    >>> kind, out.shape, np.round(matrix[:2, 2], 1).tolist()
+    ('image', (64, 64), [3.0, -2.5])
+    """
+    import warnings
+
+    from cytolens.register import register, transform_image
+
+    require_ndim(fixed, (2, 3), "Register", "a 2-D or 3-D fixed image (YX or ZYX)")
+    ndim = np.ndim(fixed)
+    require_ndim(moving, (ndim,), "Register", f"a {ndim}-D moving image like the fixed one")
+    if progress is not None:
+        progress(0, 2)
+    with warnings.catch_warnings():  # "not converged" goes into the name instead
+        warnings.simplefilter("ignore")
+        found = register(fixed, moving, transform=transform, device="cpu")
+    if progress is not None:
+        progress(1, 2)
+    out = transform_image(moving, found, reference_shape=np.shape(fixed), device="cpu")
+    if progress is not None:
+        progress(2, 2)
+    q = found.quality
+    fit = f"ncc {q.get('ncc_before', np.nan):.2f} -> {q.get('ncc_after', np.nan):.2f}"
+    if found.converged is False:
+        fit += ", not converged"
+    name = f"registered ({transform}, {fit})"
+    return [(out, {"name": name, "metadata": {"transform": found.to_dict()}}, "image")]

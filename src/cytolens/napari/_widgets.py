@@ -48,12 +48,17 @@ class Input:
 
 @dataclass(frozen=True)
 class Option:
-    """An option of the job: parameter name, default, and choices or limits."""
+    """An option of the job: parameter name, default, and choices or limits.
+
+    ``choices`` is a tuple, or a function returning them, called when the
+    widget is built (e.g. the shipped models, listed without importing them
+    with this module).
+    """
 
     name: str
     default: Any
     label: str = ""
-    choices: tuple[Any, ...] = ()
+    choices: tuple[Any, ...] | Callable[[], Any] = ()
     minimum: float | None = None
     maximum: float | None = None
 
@@ -144,6 +149,34 @@ SPECS: dict[str, WidgetSpec] = {
         ),
         help="Cells of a Human Protein Atlas field, each with its nucleolar call.",
     ),
+    "label_free": WidgetSpec(
+        "Predict fluorescence",
+        _jobs.label_free_layers,
+        (Input("stack"),),
+        (Option("model", "isl-v1", choices=("isl-v1",)),),
+        help="Fluorescence channels from a transmitted-light z-stack (isl-v1: 13 planes).",
+    ),
+    "phenotype": WidgetSpec(
+        "Classify phenotypes",
+        _jobs.phenotype_layers,
+        (Input("image"), Input("labels", kind="labels")),
+        (Option("model", "mitocheck-v1", choices=("mitocheck-v1",)),),
+        help="The phenotype of every cell of a Labels layer, as points at the centroids.",
+    ),
+    "trust": WidgetSpec(
+        "Check model",
+        _jobs.trust_layers,
+        (Input("image"),),
+        (Option("model", "nuclei-v1", choices=_jobs.shipped_models),),
+        help="How far the image lies from a model's training data (ood_score > 1: outside).",
+    ),
+    "register": WidgetSpec(
+        "Register",
+        _jobs.register_layers,
+        (Input("fixed", prefer="fixed"), Input("moving", prefer="moving")),
+        (Option("transform", "rigid", choices=("translation", "rigid", "affine")),),
+        help="Align the moving image onto the fixed one; the result is in the fixed grid.",
+    ),
 }
 
 
@@ -167,7 +200,7 @@ def _run_job(spec: WidgetSpec, kwargs: dict[str, Any], progress: Callable) -> tu
 def _output_ndim(data: Any, kind: str, source: Any) -> int:
     if kind == "tracks":
         return int(np.shape(data)[1]) - 1
-    if kind == "shapes":
+    if kind in ("shapes", "points"):
         return int(np.shape(data)[-1]) if len(data) else int(source.ndim)
     return int(np.ndim(data))
 
@@ -250,7 +283,10 @@ def _widget_class() -> type:
             for opt in spec.options:
                 label = opt.label or opt.name.replace("_", " ")
                 if opt.choices:
-                    w = ComboBox(name=opt.name, label=label, choices=opt.choices, value=opt.default)
+                    choices = opt.choices
+                    if callable(choices):
+                        choices = lambda _w, f=opt.choices: tuple(f())  # noqa: E731
+                    w = ComboBox(name=opt.name, label=label, choices=choices, value=opt.default)
                 else:
                     limits = {
                         k: v
@@ -362,12 +398,25 @@ def _widget_class() -> type:
             if status != "ok":
                 self.notify(value, "warning" if status == "invalid" else "error")
                 return
-            names = []
-            for data, kwargs, kind in value:
+            names, findings = [], []
+            for item in value:
+                if isinstance(item, _jobs.Finding):
+                    source.metadata = {
+                        **source.metadata,
+                        item.key: {**source.metadata.get(item.key, {}), **item.values},
+                    }
+                    findings.append(item.text)
+                    continue
+                data, kwargs, kind = item
                 full = inherit_geometry(kwargs, data, kind, source)
                 getattr(self.viewer, f"add_{kind}")(data, **full)
                 names.append(full.get("name", kind))
-            self.status.value = f"{self.spec.title}: added {', '.join(map(str, names))}"
+            lines = [f"{self.spec.title}: {text}" for text in findings]
+            for line in lines:  # a finding is the result: it goes to the notification area too
+                self.notify(line, "info")
+            if names:
+                lines.append(f"{self.spec.title}: added {', '.join(map(str, names))}")
+            self.status.value = "\n".join(lines)
 
         def _idle(self) -> None:
             self._poll.stop()
