@@ -3,6 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cytolens-installed
 PYTEST_ARGS ?=
+STARDIST := build/stardist-env/.installed
 
 .PHONY: install demo test lint format bench clean
 
@@ -31,11 +32,18 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
 
 # Benchmarks against peers; each writes benchmarks/results/<name>.json and .md
-bench: install
+# (segmentation_<part>.py are parts of segmentation.py; harness/ctc_reference are helpers).
+bench: install $(STARDIST)
 	@set -e; for script in benchmarks/*.py; do \
-		[ "$$(basename $$script)" = harness.py ] && continue; \
+		case "$$(basename $$script)" in harness.py|ctc_reference.py|segmentation_*.py) continue;; esac; \
 		echo "== $$script"; $(PY) $$script; \
 	done
+
+# StarDist (TensorFlow) lives in its own environment: the peer of benchmarks/segmentation.py
+$(STARDIST):
+	python3 -m venv build/stardist-env
+	build/stardist-env/bin/pip install --quiet tensorflow-cpu stardist csbdeep tifffile imageio
+	touch $(STARDIST)
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache .hypothesis

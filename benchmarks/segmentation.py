@@ -3,7 +3,7 @@
 On the validation split of ``src/cytolens/segment/dsb2018_split.json`` (15 %
 of DSB2018 stage 1 per modality, never used in training), in one process:
 
-- ``cytolens.segment.nuclei`` (model ``nuclei-v1``, diameter estimated, as a
+- ``cytolens.segment.nuclei`` (the default model, diameter estimated, as a
   user runs it), the same with the true median diameter given, and
   ``cytolens.segment.nuclei_classical`` (Otsu + distance-transform watershed,
   diameter estimated);
@@ -29,6 +29,7 @@ import numpy as np
 from cytolens.evaluate import DSB_THRESHOLDS, segmentation_scores
 from cytolens.io import imread
 from cytolens.segment import NucleusSegmenter, nuclei_classical
+from cytolens.segment.model import DEFAULT_MODEL
 from harness import Benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,14 @@ DSB = ROOT.parent / "shared" / "data" / "segmentation" / "dsb2018"
 SPLIT = ROOT / "src" / "cytolens" / "segment" / "dsb2018_split.json"
 GOAL = {"ap50": 0.85, "dsb_score": 0.60}
 N_FAILURES = 4
+#: Sections run after the validation split, each a module ``segmentation_<part>.py`` here.
+PARTS = {
+    "speed": "Speed",
+    "large": "Large images in bounded memory",
+    "ctc": "End to end on Cell Tracking Challenge movies",
+    "stardist": "Trained peer: StarDist on the same training split",
+    "cells": "Whole cells",
+}
 
 
 def _truth(sample_id: str) -> np.ndarray:
@@ -124,7 +133,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--limit", type=int, default=0, help="images per modality (0: all; for smoke runs)"
     )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="comma-separated parts run after the validation split (default: all; '' for none)",
+    )
+    parser.add_argument("--quick", action="store_true", help="the parts' quick modes")
     args = parser.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown part(s) {unknown}; known: {list(PARTS)}")
     split = json.loads(SPLIT.read_text())
     if args.limit:
         split["validation"] = {m: ids[: args.limit] for m, ids in split["validation"].items()}
@@ -132,12 +151,12 @@ def main(argv: list[str] | None = None) -> None:
         "segmentation",
         description=(
             "Nuclei on the DSB2018 validation split (never seen in training): the shipped model "
-            "nuclei-v1 (cytolens.segment.nuclei) against the classical baseline "
+            f"{DEFAULT_MODEL} (cytolens.segment.nuclei) against the classical baseline "
             "(cytolens.segment.nuclei_classical: Otsu + distance-transform watershed), both with "
             "the nucleus size estimated from the image. CPU only."
         ),
     )
-    segmenter = NucleusSegmenter.from_pretrained("nuclei-v1", device="cpu")
+    segmenter = NucleusSegmenter.from_pretrained(DEFAULT_MODEL, device="cpu")
     bench.set("model.name", segmenter.card.name)
     bench.set("model.sha256", segmenter.card.sha256)
     bench.set("split.counts", split["counts"]["validation"])
@@ -303,8 +322,22 @@ def main(argv: list[str] | None = None) -> None:
             for c in cases
         ],
     )
+    for part in parts:
+        _run_part(bench, part, quick=args.quick)
     json_path, md_path = bench.write()
     print(f"wrote {json_path} and {md_path}")
+
+
+def _run_part(bench: Benchmark, part: str, *, quick: bool) -> None:
+    """Run ``benchmarks/segmentation_<part>.py`` in this run and merge its keys and section."""
+    import importlib
+
+    start = time.perf_counter()
+    result = importlib.import_module(f"segmentation_{part}").run(quick=quick)
+    for key, value in result["json"].items():
+        bench.set(key, value)
+    bench.set(f"parts.{part}.seconds", round(time.perf_counter() - start, 1))
+    bench.text(f"## {PARTS[part]}" + (" (quick mode)" if quick else "") + "\n\n" + result["md"])
 
 
 if __name__ == "__main__":

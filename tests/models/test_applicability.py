@@ -25,7 +25,7 @@ from cytolens.models.applicability import (
 )
 from cytolens.models.check import at_chance, at_chance_note, chance_classes
 
-SHIPPED = ["focus-miq-v1", "nuclei-v1", "detect-bccd-v1", "hpa-v1"]
+SHIPPED = ["focus-miq-v1", "nuclei-v1", "nuclei-v2", "detect-bccd-v1", "hpa-v1"]
 
 
 def _read(path: Path) -> np.ndarray:

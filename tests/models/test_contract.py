@@ -27,7 +27,7 @@ from cytolens import models
 from cytolens.core.errors import ModelError
 from cytolens.models import schema
 
-SHIPPED = ["focus-miq-v1", "nuclei-v1", "detect-bccd-v1", "hpa-v1"]
+SHIPPED = ["focus-miq-v1", "nuclei-v1", "nuclei-v2", "detect-bccd-v1", "hpa-v1"]
 #: Fields that are documentation or the union's tag, not settings: never "read".
 NOT_SETTINGS = {"description", "kind"}
 
@@ -257,11 +257,11 @@ def test_one_cache_shared_by_every_entry_point():
     from cytolens.classify.model import LocalizationModel
     from cytolens.detect.model import Detector
     from cytolens.focus import FocusModel
-    from cytolens.segment.model import NucleusSegmenter, _cached
+    from cytolens.segment.model import DEFAULT_MODEL, NucleusSegmenter, _cached
 
     assert models.load("focus-miq-v1", device="cpu") is FocusModel.load(device="cpu")
-    seg = models.load("nuclei-v1", device="cpu")
-    assert seg is NucleusSegmenter.from_pretrained(device="cpu") is _cached("nuclei-v1", "cpu")
+    seg = models.load(DEFAULT_MODEL, device="cpu")
+    assert seg is NucleusSegmenter.from_pretrained(device="cpu") is _cached(DEFAULT_MODEL, "cpu")
     assert models.load("detect-bccd-v1", device="cpu") is Detector.load(device="cpu")
     assert models.load("hpa-v1", device="cpu") is LocalizationModel.load(device="cpu")
 

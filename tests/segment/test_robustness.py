@@ -176,7 +176,7 @@ def test_api_refuses_what_it_cannot_segment() -> None:
         nuclei_classical(np.ones((64, 96), np.float32), diameter=0.01)
     with pytest.raises(InputError, match="zoom the 64 x 96 px image 1600x"):
         nuclei(np.ones((64, 96), np.float32), diameter=0.01, device="cpu")
-    with pytest.raises(InputError, match="tile_shape 50 is too small for model 'nuclei-v1'"):
+    with pytest.raises(InputError, match=r"tile_shape 50 is too small for model 'nuclei-v2'"):
         nuclei(np.ones((64, 96), np.float32), diameter=10, tile_shape=50, device="cpu")
     with pytest.raises(InputError, match="float32 range"):
         nuclei_classical(np.full((32, 32), 1e300))

@@ -95,10 +95,13 @@ def segment_cells(
 
     Notes
     -----
-    Cell bodies: the microtubule and ER channels (plus the nucleus) are
+    Cell bodies: the microtubule and ER channels (plus half the nucleus) are
     smoothed, thresholded at half their Otsu level (cell edges are dim), and
     split by a watershed of the inverted cell signal seeded by the nuclei, so
-    each foreground pixel joins the nucleus it is best connected to.
+    each foreground pixel joins the nucleus it is best connected to: the
+    core of :func:`cytolens.segment.cells` (:func:`cytolens.segment.whole_cells.seeded_cells`),
+    with the HPA channels scaled by their dtype range as the HPA model was
+    trained.
 
     Examples
     --------
@@ -111,9 +114,9 @@ def segment_cells(
     >>> int(nuc.max()), int(cells.max()), bool(cells[48, 70] == cells[48, 40])
     (2, 2, True)
     """
-    from scipy import ndimage as ndi
-    from skimage.filters import gaussian, threshold_otsu
-    from skimage.segmentation import watershed
+    from skimage.filters import gaussian
+
+    from cytolens.segment.whole_cells import drop_small, seeded_cells
 
     if nucleus_method not in NUCLEUS_METHODS:
         raise InputError(f"nucleus_method must be one of {NUCLEUS_METHODS}, got {nucleus_method!r}")
@@ -130,19 +133,11 @@ def segment_cells(
         from cytolens.segment import nuclei_classical
 
         nuc = nuclei_classical(blue, diameter=nucleus_diameter)
-    nuc = np.asarray(nuc, np.int32)
-    sizes = np.bincount(nuc.ravel())
-    nuc[(sizes < min_cell_area)[nuc] & (nuc > 0)] = 0
+    nuc = drop_small(nuc, min_cell_area)
     ids = np.unique(nuc[nuc > 0])
-    lut = np.zeros(int(nuc.max()) + 1, np.int32)
-    lut[ids] = np.arange(1, len(ids) + 1)
-    nuc = lut[nuc]
     if not len(ids):
         return nuc, nuc.copy()
-    signal = gaussian(x[0] + x[3] + 0.5 * x[2], 2.0)
-    level = threshold_otsu(signal) if np.ptp(signal) > 0 else 0.0
-    mask = ndi.binary_fill_holes((signal > 0.5 * level) | (nuc > 0))
-    cells = watershed(-signal, markers=nuc, mask=mask).astype(np.int32)
+    cells = seeded_cells(gaussian(x[0] + x[3] + 0.5 * x[2], 2.0), nuc)
     logger.debug("segmented %d cells", len(ids))
     return nuc, cells
 

@@ -101,6 +101,8 @@ class SegmentParameters(Parameters):
     seed_threshold: float = Field(ge=0, le=1)
     min_size_px: float = Field(ge=0)
     tile_overlap: int = Field(ge=0)
+    #: input preparation (cytolens.segment.preprocess.prepared_plane): "mean" (nuclei-v1) or "auto"
+    stain: Literal["mean", "auto"] = "mean"
 
 
 class DetectParameters(Parameters):

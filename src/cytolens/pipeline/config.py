@@ -38,6 +38,7 @@ STEPS: dict[str, str] = {
     "restore.denoise": "cytolens.restore.steps:Denoise",
     "segment.nuclei": "cytolens.segment.steps:SegmentNuclei",
     "segment.measure": "cytolens.segment.steps:Measure",
+    "segment.cells": "cytolens.segment.steps:SegmentCells",
     "phenotype.classify": "cytolens.phenotype.steps:ClassifyPhenotypes",
     "label_free.predict": "cytolens.label_free.steps:PredictFluorescence",
     "register.align": "cytolens.register.steps:Align",

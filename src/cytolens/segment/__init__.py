@@ -6,6 +6,8 @@
   on DSB2018 by ``scripts/train/nuclei.py``).
 - :func:`nuclei_classical`: Otsu (or local) threshold + distance-transform
   watershed, the baseline.
+- :func:`cells`: whole cells of a cytoplasm/membrane stain, grown from nuclei
+  by a seeded watershed (or from the cell foreground alone), tile by tile.
 - :func:`measure`: one row per nucleus (area, perimeter, centroid, diameter,
   shape, intensity), units in the column names.
 
@@ -15,5 +17,13 @@ torch is imported only when a model runs.
 from cytolens.segment.classical import estimate_diameter, nuclei_classical
 from cytolens.segment.measure import measure
 from cytolens.segment.model import NucleusSegmenter, nuclei
+from cytolens.segment.whole_cells import cells
 
-__all__ = ["NucleusSegmenter", "estimate_diameter", "measure", "nuclei", "nuclei_classical"]
+__all__ = [
+    "NucleusSegmenter",
+    "cells",
+    "estimate_diameter",
+    "measure",
+    "nuclei",
+    "nuclei_classical",
+]

@@ -57,6 +57,14 @@ class Method(str, Enum):
     classical = "classical"
 
 
+class LabelFormat(str, Enum):
+    """How label images are written (``--format``)."""
+
+    auto = "auto"
+    tif = "tif"
+    zarr = "zarr"
+
+
 def _display_plane(image: Any) -> np.ndarray:
     """What the overlay shows: RGB(A) as colour, else the plane the segmenter used."""
     from cytolens.core.plane import single_plane
@@ -97,7 +105,7 @@ def nuclei_command(
     method: Annotated[
         Method, typer.Option(help="'model' (deep learning) or 'classical' (Otsu + watershed).")
     ] = Method.model,
-    model: Annotated[str, typer.Option(help="Shipped model name.")] = "nuclei-v1",
+    model: Annotated[str, typer.Option(help="Shipped model name.")] = "nuclei-v2",
     diameter: Annotated[
         float | None,
         typer.Option(
@@ -152,6 +160,14 @@ def nuclei_command(
         bool,
         typer.Option("--overwrite", help="Allow an --out folder that holds an earlier run."),
     ] = False,
+    label_format: Annotated[
+        LabelFormat,
+        typer.Option(
+            "--format",
+            help="Labels as 'tif' or 'zarr' (OME-Zarr written chunk by chunk); 'auto': zarr for "
+            "images segmented chunk by chunk (over 4096 x 4096 px, or read lazily), else tif.",
+        ),
+    ] = LabelFormat.auto,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Segment nuclei: label TIFFs, per-image and combined CSVs, overlay PNGs, an HTML report.
@@ -159,7 +175,11 @@ def nuclei_command(
     Per image: NAME_labels.tif (0 = background, 1..N nuclei; uint16 below
     65536 nuclei), NAME_nuclei.csv (one row per nucleus: area, perimeter,
     centroid, diameter, shape, intensity; um columns when the pixel size is
-    known) and NAME_overlay.png (outlines on the image). Then nuclei.csv
+    known) and NAME_overlay.png (outlines on the image). Images over
+    4096 x 4096 px, read lazily, or with --format zarr are segmented chunk by
+    chunk in bounded memory: NAME_labels.ome.zarr written chunk by chunk,
+    measurements per chunk, the overlay drawn on a copy downsampled to at
+    most 2048 px (--roi/--geojson are refused there). Then nuclei.csv
     (all images) and report.html. An image that cannot be segmented fails
     alone: the others finish, it is listed in failures.csv and the report,
     and the command exits with 1. With a single input, its error ends the
@@ -180,9 +200,11 @@ def nuclei_command(
     from cytolens.models.applicability import out_of_domain_note, score_input
     from cytolens.report import overlay_outlines
     from cytolens.segment import measure, nuclei, nuclei_classical
+    from cytolens.segment.chunked import chunked_output, segment_to_files
     from cytolens.segment.classical import pixel_size_scalar
     from cytolens.segment.model import _cached
     from cytolens.segment.preprocess import SEGMENT_HINT
+    from cytolens.segment.whole_cells import whole_cell_note, whole_cell_stain_score
 
     if diameter is not None and diameter_um is not None:
         raise InputError("give --diameter (pixels) or --diameter-um (micrometres), not both")
@@ -219,6 +241,17 @@ def nuclei_command(
             "channel": channel,
         }
         trust: dict[str, Any] = {}
+        if method is Method.model and chunked_output(image, label_format.value):
+            if roi or geojson:  # bounded memory: the labels are never held whole
+                raise InputError(
+                    f"{path}: --roi and --geojson are not written for images segmented chunk by "
+                    "chunk (large or --format zarr); drop them or pass a smaller image"
+                )
+            return _Done(*segment_to_files(
+                _cached(model, str(device)), image, out=out, stem=names[path], name=path.name,
+                options=options, pixel_size_um=size, tile_shape=tile_shape,
+                zarr=label_format is not LabelFormat.tif,
+            ))  # fmt: skip
         if method is Method.model:
             labels = nuclei(image, model=model, device=device, tile_shape=tile_shape, **options)
             given = options["diameter"]
@@ -231,6 +264,7 @@ def nuclei_command(
         else:
             labels = nuclei_classical(image, **options)
         plane = single_plane(image, channel=channel, hint=SEGMENT_HINT)[0]
+        trust["whole_cell_score"] = round(whole_cell_stain_score(plane), 4)  # cells.py docstring
         table = measure(labels, plane, pixel_size_um=size)
         table.insert(0, "image", path.name)
         overlay = overlay_outlines(_display_plane(image), labels)
@@ -292,8 +326,11 @@ def nuclei_command(
     if failures_csv is not None:
         summary["failures_csv"] = str(failures_csv)
     note = out_of_domain_note(rows, model) if method is Method.model else None
+    scores = [(r["whole_cell_score"], r["image"]) for r in rows if "whole_cell_score" in r]
+    whole_cell = [n for score, image in scores if (n := whole_cell_note(score, image))]
+    note = "\n".join(n for n in [note, *whole_cell] if n) or None
     if note:
-        summary["warnings"] = [note]
+        summary["warnings"] = note.splitlines()
         typer.echo(note, err=True)
     if report:
         overlays = [(d.row["image"], d.overlay) for d in done]
@@ -310,16 +347,9 @@ def nuclei_command(
 
 def _write_rois(target: Path, labels: np.ndarray) -> None:
     """An ImageJ ROI set of the outlines; an empty set for an image without nuclei."""
-    from cytolens.core.files import atomic_path
     from cytolens.io.interop import write_imagej_rois
 
-    if labels.max() > 0:
-        write_imagej_rois(target, labels=labels)
-        return
-    import zipfile
-
-    with atomic_path(target) as tmp:
-        zipfile.ZipFile(tmp, "w").close()
+    write_imagej_rois(target, labels=labels, empty_ok=True)
 
 
 def _write_report(
@@ -351,3 +381,13 @@ def _write_report(
         rep.figure(png, caption=f"{name}: nucleus outlines")
     report_failures(rep, failures)
     return rep.save(out / "report.html")
+
+
+def _mount_cells() -> None:
+    """``cytolens segment cells`` lives in :mod:`.cells_cli`."""
+    from cytolens.segment.cells_cli import cells_command
+
+    app.command("cells")(cells_command)
+
+
+_mount_cells()

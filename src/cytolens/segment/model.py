@@ -8,7 +8,9 @@ Pipeline for one image:
    at (``parameters.diameter_px`` of the model card, 16 px for ``nuclei-v1``);
 4. the U-Net predicts foreground and normalized-distance maps tile by tile
    (:func:`cytolens.core.tiling.apply_tiled`, overlap + linear blending), so
-   any image size runs in bounded memory;
+   any image size runs in bounded memory; the network runs as a copy with
+   batch norm folded, channels-last, in bfloat16 where the CPU has it
+   (:meth:`NucleusSegmenter.inference_network`);
 5. the stitched maps are resized back to the input's pixel grid and split
    into nuclei by a marker-controlled watershed
    (:func:`~cytolens.segment.representation.instances_from_maps`), on the
@@ -20,17 +22,23 @@ classical threshold (:func:`~cytolens.segment.classical.estimate_diameter`),
 then the network probes one window of at most 384 x 384 px (at its scale) and
 the median diameter of the nuclei it finds there is the next guess, until the
 two agree within 25 % (at most 3 probes). The probes cost a bounded amount
-whatever the image size, and for images no larger than the window the last
-probe is the result. The network was trained on nuclei zoomed by up to 1.4x
+whatever the image size; an image up to 512 px and 2 x 384^2 px at the
+network's scale is probed whole (still measured in the window), so its last
+probe's maps and labels are the result. The network was trained on nuclei zoomed by up to 1.4x
 either way, so a guess within 25 % is good enough. The estimate is reliable
 for fluorescence (within 25 % of the true median diameter on 94 % of the
 35 DSB2018 fluorescence tune images, against 91 % for the classical guess
 alone) and less so for brightfield and H&E images, where
-giving ``diameter`` is better.
+giving ``diameter`` is better. With a stain-aware model (``nuclei-v2``,
+card ``parameters.stain: auto``) the first guess on brightfield images is
+taken from the nuclei only
+(:func:`~cytolens.segment.preprocess.nuclear_plane`), not from whole cells:
+held-out brightfield AP@0.5 0.003 -> 0.51.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any
@@ -38,15 +46,13 @@ from typing import Any
 import numpy as np
 
 from cytolens.core.errors import InputError, ModelError
-from cytolens.core.plane import single_plane
 from cytolens.models.predictor import Predictor
 from cytolens.segment.classical import checked_diameter_px, estimate_diameter
 from cytolens.segment.preprocess import (
-    SEGMENT_HINT,
     check_diameter,
-    check_plane,
     image_name,
-    normalized_plane,
+    nuclear_plane,
+    prepared_plane,
 )
 from cytolens.segment.representation import instances_from_maps
 
@@ -54,8 +60,8 @@ __all__ = ["DEFAULT_MODEL", "NucleusSegmenter", "nuclei", "rescale_plane"]
 
 logger = logging.getLogger(__name__)
 
-#: The shipped nucleus model.
-DEFAULT_MODEL = "nuclei-v1"
+#: The default nucleus model (nuclei-v1 stays shipped: load it by name).
+DEFAULT_MODEL = "nuclei-v2"
 #: Side (px, at the network's scale) and most windows of the applicability features.
 FEATURE_WINDOW = 128
 FEATURE_WINDOWS = 4
@@ -63,6 +69,9 @@ FEATURE_WINDOWS = 4
 REFINE_FACTOR = 1.25
 #: Side (px at the network's scale) of the window the network probes to measure nucleus size.
 PROBE_SIZE = 384
+#: Planes up to this side and area (px at the network's scale) are probed whole.
+PROBE_WHOLE_SIDE = 512
+PROBE_WHOLE_AREA = 2 * PROBE_SIZE**2
 
 
 def rescale_plane(x: np.ndarray, scale: float, *, order: int = 1) -> np.ndarray:
@@ -125,6 +134,9 @@ class NucleusSegmenter(Predictor):
     """
 
     capability = "segment"
+    #: Arithmetic of the network: "auto" (bfloat16 inner layers on CPUs with native
+    #: bfloat16, else float32), "float32" or "bfloat16" (:meth:`inference_network`).
+    precision = "auto"
 
     def configure(self) -> None:
         """Read the card's segmentation parameters; the normalization must be a percentile one."""
@@ -136,6 +148,7 @@ class NucleusSegmenter(Predictor):
         self.seed_threshold = float(p.seed_threshold)
         self.min_size_px = float(p.min_size_px)
         self.overlap = int(p.tile_overlap)
+        self.stain = str(p.stain)
         if not isinstance(self.normalization, PercentileNormalization) or (
             self.normalization.per_channel
         ):
@@ -159,16 +172,42 @@ class NucleusSegmenter(Predictor):
 
         return load(name, device=device, root=root, capability="segment")
 
-    def _predict_tile(self, tile: np.ndarray) -> np.ndarray:
+    def _predict_tile(self, tile: np.ndarray, *, network: Any = None) -> np.ndarray:
+        """Maps ``(2, Y, X)`` of one tile; ``network`` defaults to :meth:`inference_network`."""
         import torch
 
         div = self.network.divisor
         h, w = tile.shape
         pad = ((0, -h % div), (0, -w % div))
         x = torch.from_numpy(np.pad(tile, pad, mode="symmetric")[None, None]).to(self.device)
-        with torch.inference_mode():
-            y = torch.sigmoid(self.network(x))[0, :, :h, :w]
-        return y.float().cpu().numpy()
+        bf16 = False
+        if network is None:
+            network = self.inference_network()
+            bf16 = self._inference[1] == "bfloat16"
+            x = x.contiguous(memory_format=torch.channels_last)
+        half = torch.autocast(x.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with torch.inference_mode(), half:
+            y = torch.sigmoid(network(x).float())[0, :, :h, :w]
+        return y.cpu().numpy()
+
+    def inference_network(self) -> Any:
+        """The network prepared for prediction (:func:`cytolens.segment.inference.inference_copy`).
+
+        Batch norm folded, channels-last, and in :attr:`precision`: ``"auto"``
+        (default) runs the inner layers in bfloat16 on CPUs with native
+        bfloat16 instructions, ``"float32"`` gives the maps of :attr:`network`
+        up to float rounding (about 1e-6). Made once, and again when the
+        weights or :attr:`precision` change.
+        """
+        from cytolens.segment.inference import inference_copy, resolve_precision
+
+        precision = resolve_precision(self.precision, self.device)
+        key = (sum(p._version for p in self.network.parameters()), precision)
+        cached = getattr(self, "_inference", None)
+        if cached is None or cached[:2] != key:
+            cached = (*key, inference_copy(self.network, precision=precision))
+            self._inference = cached
+        return cached[2]
 
     def predict_maps(
         self,
@@ -229,30 +268,48 @@ class NucleusSegmenter(Predictor):
         invert: bool | None = None,
         tile_shape: Any = 512,
         progress: Any = False,
+        stain: str | None = None,
+        chunk_shape: Any = None,
     ) -> np.ndarray:
         """Segment nuclei in a 2-D image; see :func:`nuclei` for the parameters."""
+        from cytolens.segment.chunked import segment_chunked, use_chunked
+
+        if use_chunked(image, axes=axes, chunk_shape=chunk_shape):  # large or lazy: bounded memory
+            return segment_chunked(
+                self, image, diameter=diameter, pixel_size_um=pixel_size_um, axes=axes,
+                channel=channel, invert=invert, tile_shape=tile_shape, stain=stain,
+                chunk_shape=chunk_shape, progress=progress,
+            ).labels  # fmt: skip
         name = image_name(image)
-        plane, _ = single_plane(image, axes=axes, channel=channel, hint=SEGMENT_HINT)
-        check_plane(plane, name)
-        d = checked_diameter_px(diameter, pixel_size_um, plane.shape, name, zoom_to=self.diameter)
         self.check_tile_shape(tile_shape)
-        x, inverted = normalized_plane(plane, invert=invert, normalizer=self.normalization)
-        maps = None
+        x, info = self.prepare(image, axes=axes, channel=channel, invert=invert, stain=stain)
+        d = checked_diameter_px(diameter, pixel_size_um, x.shape, name, zoom_to=self.diameter)
+        maps = labels = None
         if d is None:
-            estimate, probe = self.estimate_diameter(x)
+            estimate, probe = self.estimate_diameter(x, stain=info["stain"])
             d = check_diameter(estimate, x.shape, name, estimated=True)
-            if probe is not None and probe[0] == d:  # the probe saw the whole image: reuse it
-                maps = probe[1]
+            if (  # the probe saw the whole image in one tile, as predict_maps would: reuse it
+                probe is not None
+                and probe[0] == d
+                and _fits_one_tile(x.shape, self.diameter / d, tile_shape, math.inf)
+            ):
+                maps, labels = probe[1:]
         scale = self.diameter / d
         if maps is None:
             maps = self.predict_maps(x, scale=scale, tile_shape=tile_shape, progress=progress)
-        labels = self.instances(maps, scale=scale)
+        if labels is None:
+            labels = self.instances(maps, scale=scale)
+        if not info["inverted"] and info["stain"] in ("fluorescence", "mean"):
+            from cytolens.segment.dim import add_dim_nuclei  # nuclei far dimmer than the rest
+
+            labels = add_dim_nuclei(self, x, labels, diameter=d, tile_shape=tile_shape)
         logger.info(
-            "segmented %d nuclei (diameter %.1f px%s, inverted=%s)",
+            "segmented %d nuclei (diameter %.1f px%s, stain %s, inverted=%s)",
             int(labels.max()),
             d,
             "" if diameter is not None else ", estimated",
-            inverted,
+            info["stain"],
+            info["inverted"],
         )
         return labels
 
@@ -289,10 +346,8 @@ class NucleusSegmenter(Predictor):
         """
         from cytolens.models.applicability import PooledFeatures, sample_windows
 
-        plane, _ = single_plane(image, axes=axes, channel=channel, hint=SEGMENT_HINT)
-        check_plane(plane, image_name(image))
-        x, _ = normalized_plane(plane, invert=invert, normalizer=self.normalization)
-        d = diameter or estimate_diameter(x) or self.diameter
+        x, info = self.prepare(image, axes=axes, channel=channel, invert=invert)
+        d = diameter or estimate_diameter(nuclear_plane(x, info["stain"])) or self.diameter
         d = float(np.clip(d, 3.0, max(3.0, min(x.shape))))
         xs = rescale_plane(x, self.diameter / d)
         # the first encoder block, the last-but-one decoder block and the output maps:
@@ -301,8 +356,44 @@ class NucleusSegmenter(Predictor):
         decoder = f"merge.{max(0, len(self.network.merge) - 2)}"
         with PooledFeatures(self.network, ["down.0", decoder, "head"]) as pooled:
             for window in sample_windows(xs.shape, FEATURE_WINDOW, max_windows):
-                self._predict_tile(np.ascontiguousarray(xs[window]))
+                self._predict_tile(np.ascontiguousarray(xs[window]), network=self.network)
         return pooled.take().mean(0)
+
+    def prepare(
+        self,
+        image: Any,
+        *,
+        axes: str | None = None,
+        channel: int | None = None,
+        invert: bool | None = None,
+        stain: str | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The normalized plane with bright nuclei the network sees, and how it was made.
+
+        :func:`~cytolens.segment.preprocess.prepared_plane` with the card's
+        ``stain`` (``"mean"`` for nuclei-v1, ``"auto"`` for nuclei-v2) unless
+        ``stain`` is given.
+
+        Returns
+        -------
+        normalized : numpy.ndarray of float32, shape (Y, X)
+        info : dict
+            ``stain`` (the one used: fluorescence, brightfield, he or mean) and ``inverted``.
+
+        Examples
+        --------
+        >>> seg = NucleusSegmenter.from_pretrained("nuclei-v1", device="cpu")
+        >>> seg.prepare(np.zeros((32, 32)))[1]
+        {'stain': 'mean', 'inverted': False}
+        """
+        return prepared_plane(
+            image,
+            axes=axes,
+            channel=channel,
+            stain=self.stain if stain is None else stain,
+            invert=invert,
+            normalizer=self.normalization,
+        )
 
     def check_tile_shape(self, tile_shape: Any, option: str = "tile_shape") -> None:
         """Refuse tiles too small for the model's overlap (``2 * overlap + 1`` px at least).
@@ -332,15 +423,19 @@ class NucleusSegmenter(Predictor):
                 )
 
     def estimate_diameter(
-        self, normalized: np.ndarray, *, max_probes: int = 3
-    ) -> tuple[float, tuple[float, np.ndarray] | None]:
+        self, normalized: np.ndarray, *, max_probes: int = 3, stain: str | None = None
+    ) -> tuple[float, tuple[float, np.ndarray, np.ndarray] | None]:
         """Typical nucleus diameter (px) of a normalized plane, from probes of the network.
 
         The first guess comes from :func:`~cytolens.segment.classical.estimate_diameter`
-        (the training diameter if it finds nothing). The network then runs on
+        (the training diameter if it finds nothing) on the plane's
+        :func:`~cytolens.segment.preprocess.nuclear_plane` for ``stain``
+        (brightfield: nuclei, not whole cells). The network then runs on
         one window of at most :data:`PROBE_SIZE` px (at its own scale; the
-        brightest window, where nuclei are), and the median equivalent
-        diameter of the whole nuclei it finds there becomes the next guess,
+        brightest window, where nuclei are; the whole plane when it is at most
+        :data:`PROBE_WHOLE_SIDE` px wide and :data:`PROBE_WHOLE_AREA` px in
+        area at that scale, measured in the same window), and the median
+        equivalent diameter of the whole nuclei it finds there becomes the next guess,
         until it agrees with the guess within 25 % (at most ``max_probes``
         runs; each guess moves at most 4x).
 
@@ -348,11 +443,11 @@ class NucleusSegmenter(Predictor):
         -------
         diameter : float
             In pixels of ``normalized``.
-        probe : (float, numpy.ndarray) or None
-            When the last probe covered the whole image: the diameter it ran at
-            and its maps, which :meth:`segment` reuses.
+        probe : (float, numpy.ndarray, numpy.ndarray) or None
+            When the last probe covered the whole image: the diameter it ran at,
+            its maps and its labels, which :meth:`segment` reuses.
         """
-        d = estimate_diameter(normalized) or self.diameter
+        d = estimate_diameter(nuclear_plane(normalized, stain)) or self.diameter
         last = None
         for _ in range(max_probes):
             measured, last = self._probe(normalized, d)
@@ -367,19 +462,45 @@ class NucleusSegmenter(Predictor):
 
     def _probe(
         self, normalized: np.ndarray, d: float
-    ) -> tuple[float | None, tuple[float, np.ndarray] | None]:
+    ) -> tuple[float | None, tuple[float, np.ndarray, np.ndarray] | None]:
         """Median diameter of the nuclei found in one window at diameter ``d``."""
         scale = self.diameter / d
         side = max(16, round(PROBE_SIZE / scale))  # the window, in input pixels
         y0, x0 = _brightest_window(normalized, side)
-        window = normalized[y0 : y0 + side, x0 : x0 + side]
-        maps = self.predict_maps(window, scale=scale, tile_shape=None)
-        labels = self.instances(maps, scale=scale)
-        whole = window.shape == normalized.shape
-        if not whole:  # nuclei cut by the window's edge would bias the size down
+        window = (slice(y0, y0 + side), slice(x0, x0 + side))
+        # an image a little larger than the window is probed whole (and measured in the
+        # window): the same cost as the window, and segment() then reuses the maps
+        whole = _fits_one_tile(normalized.shape, scale, PROBE_WHOLE_SIDE, PROBE_WHOLE_AREA)
+        maps = self.predict_maps(normalized if whole else normalized[window], scale=scale,
+                                 tile_shape=None)  # fmt: skip
+        labels = found = self.instances(maps, scale=scale)
+        if normalized[window].shape != normalized.shape:
+            # nuclei cut by the window's edge would bias the size down
+            labels = labels[window] if whole else labels
             edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
             labels = np.where(np.isin(labels, edge[edge > 0]), 0, labels)
-        return _median_diameter(labels), ((d, maps) if whole else None)
+        return _median_diameter(labels), ((d, maps, found) if whole else None)
+
+
+def network_shape(shape: tuple[int, ...], scale: float) -> tuple[int, ...]:
+    """Shape of a plane at the network's scale, as :func:`rescale_plane` makes it.
+
+    Examples
+    --------
+    >>> network_shape((256, 256), 1.6)
+    (410, 410)
+    """
+    if abs(scale - 1) < 1e-3:
+        return tuple(shape)
+    return tuple(max(1, round(scale * n)) for n in shape)
+
+
+def _fits_one_tile(shape: tuple[int, ...], scale: float, tile_shape: Any, area: float) -> bool:
+    """Whether the plane, at the network's scale, is one tile of ``tile_shape`` and ``area`` px."""
+    m = network_shape(shape, scale)
+    sides = tile_shape if isinstance(tile_shape, (tuple, list)) else (tile_shape,) * len(m)
+    covered = all(t is None or t == -1 or n <= t for n, t in zip(m, sides, strict=True))
+    return covered and math.prod(m) <= area
 
 
 def _brightest_window(x: np.ndarray, side: int) -> tuple[int, int]:
@@ -419,6 +540,8 @@ def nuclei(
     channel: int | None = None,
     invert: bool | None = None,
     progress: Any = False,
+    stain: str | None = None,
+    chunk_shape: Any = None,
 ) -> np.ndarray:
     """Segment nuclei in a 2-D image with a shipped deep-learning model.
 
@@ -426,8 +549,10 @@ def nuclei(
     ----------
     image : array_like, dask.array.Array or cytolens.io.Image
         One 2-D plane: ``(Y, X)``, RGB/RGBA ``(Y, X, 3|4)``, or any axes given
-        by ``axes`` or the ``Image`` (singleton T/Z allowed). Any size: the
-        network runs tile by tile. Dask input is computed.
+        by ``axes`` or the ``Image`` (singleton T/Z allowed). Any size: planes
+        above 4096 x 4096 px, Dask/Zarr input and ``chunk_shape`` go chunk by
+        chunk in bounded memory (:func:`cytolens.segment.chunked.segment_chunked`;
+        its ``out=`` writes labels to Zarr); others are segmented whole.
     model : str
         Name of a shipped model.
     diameter : float, optional
@@ -454,6 +579,15 @@ def nuclei(
         background; by default decided from the image (brightfield, H&E).
     progress : bool or callable
         Show a rich progress bar over tiles, or call ``progress(done, total)``.
+    stain : {"auto", "fluorescence", "brightfield", "he", "mean"}, optional
+        How the image becomes the plane of bright nuclei
+        (:func:`~cytolens.segment.preprocess.prepared_plane`); by default the
+        model's own (its card's ``parameters.stain``: ``"auto"`` decides from
+        the image, and the log says what it chose).
+    chunk_shape : int or (int, int), optional
+        Segment chunk by chunk, reading regions of this shape (halo of 3
+        nucleus diameters included); refused, naming the minimum, when too
+        small for the diameter. Same labels as whole up to their numbering.
 
     Returns
     -------
@@ -489,4 +623,6 @@ def nuclei(
         invert=invert,
         tile_shape=tile_shape,
         progress=progress,
+        stain=stain,
+        chunk_shape=chunk_shape,
     )

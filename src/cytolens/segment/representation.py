@@ -92,12 +92,13 @@ def instances_from_maps(
     if n == 0:
         return np.zeros(foreground.shape, np.uint32)
     labels = watershed(-distance, markers, mask=mask)
-    if min_size > 0:
-        sizes = np.bincount(labels.ravel())
-        small = sizes < min_size
-        small[0] = False
-        labels[small[labels]] = 0
-    return relabel_sequential_uint32(labels)
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= max(min_size, 1)
+    keep[0] = False
+    # one look-up renumbers the kept objects 1..N and erases the small ones
+    lut = np.zeros(sizes.size, np.uint32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    return lut[labels]
 
 
 def relabel_sequential_uint32(labels: np.ndarray) -> np.ndarray:
@@ -108,8 +109,8 @@ def relabel_sequential_uint32(labels: np.ndarray) -> np.ndarray:
     >>> relabel_sequential_uint32(np.array([[0, 7, 7, 3]])).tolist()
     [[0, 2, 2, 1]]
     """
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, np.uint32)
-    lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
+    present = np.bincount(np.ravel(labels), minlength=1) > 0  # no sort, unlike np.unique
+    present[0] = False
+    lut = np.zeros(present.size, np.uint32)
+    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.uint32)
     return lut[labels]

@@ -1,4 +1,4 @@
-"""Pipeline steps of the segmentation capability: ``segment.nuclei`` and ``segment.measure``."""
+"""Pipeline steps of segmentation: ``segment.nuclei``, ``segment.measure``, ``segment.cells``."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from pydantic import Field
 from cytolens.core.image import Image
 from cytolens.pipeline.step import Item, Step, StepParams, model_provenance
 
-__all__ = ["Measure", "SegmentNuclei"]
+__all__ = ["Measure", "SegmentCells", "SegmentNuclei"]
 
 
 class SegmentNucleiParams(StepParams):
     """Parameters of ``segment.nuclei`` (see :func:`cytolens.segment.nuclei`)."""
 
     method: Literal["model", "classical"] = "model"
-    model: str = "nuclei-v1"
+    model: str = "nuclei-v2"
     diameter: float | None = Field(None, gt=0, description="pixels; estimated when absent")
     channel: int | None = Field(None, ge=0)
     tile_shape: int = Field(512, ge=64)
@@ -63,15 +63,31 @@ class SegmentNuclei(Step):
         sizes = {a: s for a, s in item.image.pixel_size_um.items() if a in "YX"}
         item.images["labels"] = Image(item.labels, "YX", sizes)
         item.row["nuclei"] = int(item.labels.max())
+        _check_nuclear_stain(item, p.channel)
         if p.method == "model":
             from cytolens.models.applicability import score_input
             from cytolens.segment.model import NucleusSegmenter
 
             segmenter = NucleusSegmenter.from_pretrained(p.model, device=p.device)
+            # the input preparation the model chose (fluorescence, brightfield, he; mean for v1)
+            item.row["stain"] = segmenter.prepare(item.image, channel=p.channel)[1]["stain"]
             trust = score_input(
                 segmenter, item.image, item.name, diameter=p.diameter, channel=p.channel
             )
             item.row.update(trust)
+
+
+def _check_nuclear_stain(item: Item, channel: int | None) -> None:
+    """``whole_cell_score`` in the row, and a warning when the image is a whole-cell stain."""
+    import warnings
+
+    from cytolens.segment.whole_cells import whole_cell_note, whole_cell_stain_score
+
+    score = whole_cell_stain_score(item.image, channel=channel)
+    item.row["whole_cell_score"] = round(score, 4)
+    note = whole_cell_note(score, item.source.name)
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=3)
 
 
 class MeasureParams(StepParams):
@@ -114,3 +130,94 @@ class Measure(Step):
         item.tables["nuclei"] = table
         area = "area_um2" if "area_um2" in table else "area_px"
         item.row[f"median_{area}"] = float(table[area].median()) if len(table) else None
+
+
+class SegmentCellsParams(StepParams):
+    """Parameters of ``segment.cells`` (see :func:`cytolens.segment.cells`)."""
+
+    nuclear_channel: int | None = Field(None, ge=0)
+    channel: list[int] | None = Field(None, description="cell (cytoplasm/membrane) channels")
+    seed_from_labels: bool = Field(
+        True, description="seed with the labels of an earlier segment.nuclei step when present"
+    )
+    cell_diameter: float | None = Field(None, gt=0, description="pixels; estimated when absent")
+    nucleus_diameter: float | None = Field(None, gt=0)
+    nucleus_method: Literal["classical", "model"] = "classical"
+    threshold_factor: float = Field(0.5, gt=0, le=2)
+    flood: Literal["signal", "gradient"] = "signal"
+    tile_shape: int = Field(2048, ge=64)
+    device: str = "auto"
+
+
+class SegmentCells(Step):
+    """Whole cells of the item's image: ``item.labels`` (the cells) and the ``cells`` table.
+
+    Seeds: the labels of an earlier ``segment.nuclei`` step, else nuclei of
+    ``nuclear_channel``, else the foreground's shape. Doubtful results add a
+    ``cell_notes`` column to the summary row.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from cytolens.core.image import Image
+    >>> from cytolens.pipeline import Item
+    >>> yy, xx = np.mgrid[:96, :160]
+    >>> data = np.zeros((2, 96, 160), np.float32)
+    >>> for cx in (40, 120):
+    ...     data[0][(yy - 48) ** 2 + (xx - cx) ** 2 < 30**2] = 1
+    ...     data[1][(yy - 48) ** 2 + (xx - cx) ** 2 < 12**2] = 1
+    >>> item = Item(Path("c.tif"), "c", Image(data, "CYX"))
+    >>> SegmentCells({"nuclear_channel": 1, "nucleus_diameter": 24}).run(item)
+    >>> item.row["cells"], len(item.tables["cells"])
+    (2, 2)
+    """
+
+    name = "segment.cells"
+    Params = SegmentCellsParams
+    gives = ("labels", "table:cells")
+
+    def models(self) -> list[dict[str, str]]:
+        p = self.params
+        seeded = p.nuclear_channel is not None and p.nucleus_method == "model"
+        return [model_provenance("nuclei-v1")] if seeded else []
+
+    def run(self, item: Item) -> None:
+        import warnings
+
+        from cytolens.segment.classical import pixel_size_scalar
+        from cytolens.segment.whole_cells import _planes, cell_table, cells
+
+        p = self.params
+        given = item.labels if p.seed_from_labels and item.labels is not None else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            labels, nuclei = cells(
+                item.image,
+                given,
+                channel=p.channel,
+                nuclear_channel=p.nuclear_channel,
+                cell_diameter=p.cell_diameter,
+                nucleus_diameter=p.nucleus_diameter,
+                nucleus_method=p.nucleus_method,
+                threshold_factor=p.threshold_factor,
+                flood=p.flood,
+                tile_shape=p.tile_shape,
+                device=p.device,
+                return_nuclei=True,
+            )
+        seeded = given is not None or p.nuclear_channel is not None
+        item.labels = labels
+        sizes = {a: s for a, s in item.image.pixel_size_um.items() if a in "YX"}
+        item.images["cells"] = Image(labels, "YX", sizes)
+        if seeded:
+            item.images["nuclei"] = Image(nuclei, "YX", sizes)
+        planes, _ = _planes(item.image, None, p.channel, p.nuclear_channel, item.source.name)
+        intensity = np.mean([np.asarray(q, np.float32) for q in planes], axis=0)
+        size = pixel_size_scalar(item.image.pixel_size_um)
+        table = cell_table(labels, nuclei if seeded else None, intensity, pixel_size_um=size)
+        table.insert(0, "image", item.name)
+        item.tables["cells"] = table
+        item.row["cells"] = len(table)
+        notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        if notes:
+            item.row["cell_notes"] = " | ".join(notes)

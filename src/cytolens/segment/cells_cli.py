@@ -1,0 +1,291 @@
+"""``cytolens segment cells``: whole cells from the command line (mounted in :mod:`.cli`).
+
+Same conventions as ``segment nuclei``: the output folder is checked first
+(new or empty unless ``--overwrite``), each image runs through
+:func:`~cytolens.core.batch.run_batch` and writes all its files or none, a bad
+image fails alone (``failures.csv``, exit 1) unless it is the only input
+(its error is the command's, exit 2).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from cytolens.core.errors import CytolensError, InputError
+from cytolens.core.options import at_least, non_negative, positive
+
+__all__ = ["cells_command"]
+
+
+class NucleusMethod(str, Enum):
+    """How nuclei are found in the nuclear channel."""
+
+    classical = "classical"
+    model = "model"
+
+
+class Flood(str, Enum):
+    """Where cells seeded by nuclei meet."""
+
+    signal = "signal"
+    gradient = "gradient"
+
+
+@dataclass
+class _Done:
+    row: dict[str, Any]
+    table: Any
+    overlay: Path
+
+
+def cells_command(
+    images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    nuclear_channel: Annotated[
+        int | None,
+        typer.Option(
+            "--nuclear-channel",
+            help="Index of the nuclear stain (seeds the cells); without it cells are split "
+            "by the shape of the foreground.",
+            callback=non_negative,
+        ),
+    ] = None,
+    cell_channel: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--cell-channel",
+            help="Index of a cytoplasm/membrane channel (repeat for several; default: every "
+            "channel but the nuclear one).",
+        ),
+    ] = None,
+    axes: Annotated[
+        str | None, typer.Option(help="Axes of the images, overriding the files' own, e.g. CYX.")
+    ] = None,
+    pixel_size_um: Annotated[
+        float | None,
+        typer.Option(
+            "--pixel-size-um",
+            help="Pixel size in um for measurements (default: from the file).",
+            callback=positive,
+        ),
+    ] = None,
+    cell_diameter: Annotated[
+        float | None,
+        typer.Option(
+            help="Typical cell diameter in pixels (default: estimated).", callback=positive
+        ),
+    ] = None,
+    nucleus_diameter: Annotated[
+        float | None,
+        typer.Option(
+            help="Typical nucleus diameter in pixels (default: estimated).", callback=positive
+        ),
+    ] = None,
+    nucleus_method: Annotated[
+        NucleusMethod,
+        typer.Option(help="'classical' (Otsu + watershed) or 'model' (nuclei-v1)."),
+    ] = NucleusMethod.classical,
+    threshold_factor: Annotated[
+        float,
+        typer.Option(help="Cell foreground: signal above this fraction of its Otsu level."),
+    ] = 0.5,
+    flood: Annotated[
+        Flood,
+        typer.Option(
+            help="Where seeded cells meet: valleys of the cell 'signal' or its edges ('gradient')."
+        ),
+    ] = Flood.signal,
+    tile_shape: Annotated[
+        int,
+        typer.Option(
+            "--tile-shape",
+            help="Tile side in px (halo included; at least 3 cell diameters).",
+            callback=at_least(1),
+        ),
+    ] = 2048,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda or mps (for --nucleus-method model).")
+    ] = "auto",
+    report: Annotated[bool, typer.Option(help="Write report.html with overlays.")] = True,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Allow an --out folder that holds an earlier run.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Segment whole cells: label TIFFs, per-cell CSVs, overlay PNGs, an HTML report.
+
+    Per image: NAME_cells.tif (0 = background, cell k grows from nucleus k),
+    NAME_nuclei.tif (with --nuclear-channel: the seeds), NAME_cells.csv (one
+    row per cell: area, perimeter, centroid, shape, intensity of the cell
+    channel, nucleus area; um columns when the pixel size is known) and
+    NAME_overlay.png (cell outlines). Then cells.csv (all images) and
+    report.html. Doubtful results (no seeds, cells barely larger than their
+    nuclei, foreground without nuclei) are listed as notes in the summary,
+    the report and on stderr.
+    """
+    import pandas as pd
+
+    from cytolens.core.axes import check_axes
+    from cytolens.core.batch import exit_if_failed, naming_file, run_batch, write_failures
+    from cytolens.core.errors import AxesError
+    from cytolens.core.files import atomic_path, prepare_output_dir
+    from cytolens.core.summary import strict_json
+    from cytolens.io import find_images, imread, imwrite, output_stems
+    from cytolens.report import overlay_outlines
+    from cytolens.segment.classical import pixel_size_scalar
+    from cytolens.segment.cli import _display_plane, _write_all
+    from cytolens.segment.whole_cells import _planes, cell_table, cells
+
+    if axes is not None:
+        try:
+            axes = check_axes(axes)
+        except AxesError as exc:
+            raise AxesError(f"--axes: {exc}") from None
+    if not 0 < threshold_factor <= 2:
+        raise InputError(f"--threshold-factor must be in (0, 2], got {threshold_factor}")
+    channels = list(cell_channel) if cell_channel else None
+    if channels and any(c < 0 for c in channels):
+        raise InputError(f"--cell-channel must be >= 0, got {channels}")
+    paths = find_images(images)
+    prepare_output_dir(out, protected=paths, overwrite=overwrite)
+    names = dict(zip(paths, output_stems(paths), strict=True))
+
+    def process(path: Path) -> _Done:
+        try:
+            return segment_one(path)
+        except CytolensError as exc:
+            raise naming_file(path, exc) from None
+
+    def segment_one(path: Path) -> _Done:
+        image = imread(path, axes=axes)
+        size = pixel_size_um
+        if size is None:
+            size = pixel_size_scalar(image.pixel_size_um)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            labels, nuclei = cells(
+                image,
+                channel=channels,
+                nuclear_channel=nuclear_channel,
+                cell_diameter=cell_diameter,
+                nucleus_diameter=nucleus_diameter,
+                nucleus_method=nucleus_method.value,
+                threshold_factor=threshold_factor,
+                flood=flood.value,
+                tile_shape=tile_shape,
+                device=device,
+                return_nuclei=True,
+            )
+        notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        seeded = nuclear_channel is not None
+        cell_planes, _ = _planes(image, None, channels, nuclear_channel, path.name)
+        intensity = np.mean([np.asarray(p, np.float32) for p in cell_planes], axis=0)
+        table = cell_table(labels, nuclei if seeded else None, intensity, pixel_size_um=size)
+        table.insert(0, "image", path.name)
+        overlay = overlay_outlines(_display_plane(image), labels)
+        name = names[path]
+        targets = {
+            "labels": out / f"{name}_cells.tif",
+            "csv": out / f"{name}_cells.csv",
+            "overlay": out / f"{name}_overlay.png",
+        }
+
+        def stored(lab: np.ndarray) -> np.ndarray:
+            return lab.astype(np.uint16) if lab.max() < 2**16 else lab
+
+        def write_csv(target: Path) -> None:
+            with atomic_path(target) as tmp:
+                table.to_csv(tmp, index=False)
+
+        writes = [
+            (
+                targets["labels"],
+                lambda t: imwrite(t, stored(labels), axes="YX", pixel_size_um=size),
+            ),
+            (targets["csv"], write_csv),
+            (targets["overlay"], lambda t: imwrite(t, overlay, axes="YXC")),
+        ]
+        if seeded:
+            targets["nuclei"] = out / f"{name}_nuclei.tif"
+            writes.append(
+                (
+                    targets["nuclei"],
+                    lambda t: imwrite(t, stored(nuclei), axes="YX", pixel_size_um=size),
+                )
+            )
+        _write_all(writes)
+        area = "area_um2" if "area_um2" in table else "area_px"
+        row = {
+            "image": path.name,
+            "cells": len(table),
+            "seeded_by": "nuclei" if seeded else "foreground shape",
+            f"median {area}": float(table[area].median()) if len(table) else None,
+            **{key: targets[key].name for key in targets if key != "overlay"},
+            "notes": notes,
+        }
+        return _Done(row, table, targets["overlay"])
+
+    result = run_batch(
+        paths, process, description="segmenting cells", stop_on_error=len(paths) == 1
+    )
+    done = result.results
+    rows = [d.row for d in done]
+    summary: dict[str, Any] = {"images": rows, "failed": [f.__dict__ for f in result.failures]}
+    combined = out / "cells.csv"
+    combined.unlink(missing_ok=True)
+    if done:
+        with atomic_path(combined) as tmp:
+            pd.concat([d.table for d in done], ignore_index=True).to_csv(tmp, index=False)
+        summary["combined_csv"] = str(combined)
+    failures_csv = write_failures(out, result.failures)
+    if failures_csv is not None:
+        summary["failures_csv"] = str(failures_csv)
+    notes = [n for r in rows for n in r["notes"]]
+    if nuclear_channel is None:
+        notes.insert(
+            0,
+            "note: no --nuclear-channel: cells were split by the shape of the foreground only, "
+            "which merges or splits touching cells more often than nucleus seeds",
+        )
+    for note in notes:
+        typer.echo(note, err=True)
+    if notes:
+        summary["warnings"] = notes
+    if report:
+        summary["report"] = str(_write_report(out, rows, done, notes, result.failures))
+    if as_json:
+        typer.echo(strict_json(summary))
+    else:
+        total = sum(r["cells"] for r in rows)
+        typer.echo(f"{total} cells in {len(rows)} image(s); results in {out}")
+    exit_if_failed(result, out)
+
+
+def _write_report(
+    out: Path, rows: list[dict[str, Any]], done: list[_Done], notes: list[str], failures: list[Any]
+) -> Path:
+    from cytolens.core.batch import report_failures
+    from cytolens.report import Report
+    from cytolens.segment.cli import REPORT_OVERLAYS
+
+    rep = Report("Cell segmentation")
+    rep.text(
+        "Whole cells grown from nuclei (or from the foreground's shape) by a seeded watershed "
+        "of the cell signal. Per-cell measurements are in cells.csv."
+    )
+    for note in notes:
+        rep.text(note)
+    rep.heading("Images")
+    rep.table([{k: v for k, v in r.items() if k != "notes"} for r in rows])
+    rep.heading("Overlays")
+    for d in done[:REPORT_OVERLAYS]:
+        rep.figure(d.overlay, caption=f"{d.row['image']}: cell outlines")
+    report_failures(rep, failures)
+    return rep.save(out / "report.html")
