@@ -147,6 +147,7 @@ def _segmentation(report: Report, out: Path) -> None:
     """Segment and measure the nuclei of the bundled field: model and classical baseline."""
     from cytolens import io
     from cytolens.segment import measure, nuclei, nuclei_classical
+    from cytolens.segment.model import DEFAULT_MODEL
 
     image = data.nuclei().data
     t0 = time.perf_counter()
@@ -157,7 +158,7 @@ def _segmentation(report: Report, out: Path) -> None:
     table = measure(labels, image)
     report.heading("Nucleus segmentation")
     report.text(
-        f"nuclei-v1 found {int(labels.max())} nuclei in the BBBC006 field in {seconds:.1f} s "
+        f"{DEFAULT_MODEL} found {int(labels.max())} nuclei in the BBBC006 field in {seconds:.1f} s "
         f"(the classical Otsu + watershed baseline: {int(baseline.max())}). Median area "
         f"{float(table['area_px'].median()):.0f} px, median solidity "
         f"{float(table['solidity'].median()):.2f}. First rows of the measurements:"
@@ -165,7 +166,7 @@ def _segmentation(report: Report, out: Path) -> None:
     report.table(table.head(5).round(2))
     fig = image_panel(
         {
-            "nuclei-v1": overlay_outlines(image, labels),
+            DEFAULT_MODEL: overlay_outlines(image, labels),
             "baseline": overlay_outlines(image, baseline),
         }
     )

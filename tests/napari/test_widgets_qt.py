@@ -15,6 +15,12 @@ except Exception as exc:  # no Qt binding, or Qt libraries missing on this machi
     pytest.skip(f"Qt cannot load: {exc}", allow_module_level=True)
 pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
 
+# PySide6 6.12 on Python 3.11 sometimes aborts the interpreter while the garbage collector
+# frees Qt wrappers ("Fatal Python error: none_dealloc", a reference-count bug in the binding,
+# seen once in a full parallel run); a test whose worker dies that way runs again
+# (pytest-rerunfailures handles crashed xdist workers). A real failure fails every rerun.
+pytestmark = pytest.mark.flaky(reruns=2)
+
 import npe2  # noqa: E402
 from tests.conftest import shared  # noqa: E402
 
@@ -379,6 +385,25 @@ def test_trust_widget_reports_applicability(qtbot, viewer, monkeypatch) -> None:
     _run(qtbot, widget)
     assert blood.metadata["applicability"]["nuclei-v1"]["ood_score"] > 1
     assert "OUT OF DOMAIN" in widget.status.value
+
+
+def test_segment_cells_widget_grows_cells_from_nuclei(qtbot, viewer) -> None:
+    layers = {layer.name: layer for layer in _add(viewer, samples.hpa_sample())}
+    tubulin, nucleus = layers["microtubules"], layers["nucleus"]
+    for layer in (tubulin, nucleus):
+        layer.scale, layer.translate, layer.units = (0.08, 0.08), (2.0, 3.0), ("um", "um")
+    widget = _factory("cytolens.segment_cells")(napari_viewer=viewer)
+    widget.inputs["image"].value, widget.inputs["nuclei"].value = tubulin, nucleus
+    cells, nuclei = _run(qtbot, widget)
+    assert isinstance(cells, napari.layers.Labels) and cells.name.startswith("cells (")
+    assert isinstance(nuclei, napari.layers.Labels) and nuclei.name.startswith("nuclei (")
+    _check_geometry(cells, tubulin, 2)
+    n_cells, n_nuclei = int(cells.data.max()), int(nuclei.data.max())
+    assert 5 <= n_cells <= n_nuclei  # every cell grows from a nucleus
+    # cells are larger than their nuclei and hold them
+    assert (cells.data > 0).sum() > 1.5 * (nuclei.data > 0).sum()
+    inside = cells.data[nuclei.data > 0]
+    assert (inside > 0).mean() > 0.95
 
 
 def test_register_widget_aligns_a_moved_real_image(qtbot, viewer) -> None:

@@ -249,6 +249,53 @@ def segment_nuclei_layers(
     return [(labels, {"name": f"nuclei ({method}, {n})"}, "labels")]
 
 
+def segment_cells_layers(
+    image: Any,
+    nuclei: Any,
+    *,
+    nucleus_method: str = "classical",
+    progress: Progress = None,
+) -> list[LayerData]:
+    """Whole cells of a cytoplasm or membrane stain, seeded by a nuclear stain: two Labels layers.
+
+    :func:`cytolens.segment.cells` on the two layers stacked as channels
+    (the cell stain, then the nuclear stain); the nuclei it found come back too.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:96, :160]
+    >>> cell = sum(((yy - 48) ** 2 + (xx - cx) ** 2 < 30**2) for cx in (40, 120)) * 1.0
+    >>> nuc = sum(((yy - 48) ** 2 + (xx - cx) ** 2 < 10**2) for cx in (40, 120)) * 1.0
+    >>> (cells, kw, kind), (nuclei, _, _) = segment_cells_layers(cell, nuc)
+    >>> kind, int(cells.max()), kw["name"]
+    ('labels', 2, 'cells (2)')
+    """
+    from cytolens.segment import cells
+
+    require_ndim(image, (2,), "Segment cells", "a 2-D cell-stain image (YX)")
+    require_ndim(nuclei, (2,), "Segment cells", "a 2-D nuclear-stain image (YX)")
+    if np.shape(image) != np.shape(nuclei):
+        raise InputError(
+            f"Segment cells: the cell stain {np.shape(image)} and the nuclear stain "
+            f"{np.shape(nuclei)} must have the same shape"
+        )
+    stack = np.stack([np.asarray(image, np.float32), np.asarray(nuclei, np.float32)])
+    labels, found = cells(
+        stack,
+        axes="CYX",
+        channel=0,
+        nuclear_channel=1,
+        nucleus_method=nucleus_method,
+        device="cpu",
+        return_nuclei=True,
+    )
+    n = int(labels.max())
+    return [
+        (labels, {"name": f"cells ({n})"}, "labels"),
+        (found, {"name": f"nuclei ({nucleus_method}, {int(found.max())})"}, "labels"),
+    ]
+
+
 def track_layers(
     movie: Any,
     *,

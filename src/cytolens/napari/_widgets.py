@@ -123,6 +123,13 @@ SPECS: dict[str, WidgetSpec] = {
         ),
         help="Nuclei of a 2-D image as a Labels layer.",
     ),
+    "segment_cells": WidgetSpec(
+        "Segment cells",
+        _jobs.segment_cells_layers,
+        (Input("image", label="cell stain"), Input("nuclei", label="nuclear stain", prefer="nuc")),
+        (Option("nucleus_method", "classical", choices=("classical", "model")),),
+        help="Whole cells of a cytoplasm/membrane stain, grown from the nuclei of a nuclear stain.",
+    ),
     "track": WidgetSpec(
         "Track nuclei",
         _jobs.track_layers,
