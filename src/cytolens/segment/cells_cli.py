@@ -10,7 +10,6 @@ image fails alone (``failures.csv``, exit 1) unless it is the only input
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,15 +19,10 @@ import typer
 
 from cytolens.core.errors import CytolensError, InputError
 from cytolens.core.options import at_least, non_negative, positive
+from cytolens.segment.cli import Method as NucleusMethod  # how nuclei are found: same choices
+from cytolens.segment.cli import _Done
 
 __all__ = ["cells_command"]
-
-
-class NucleusMethod(str, Enum):
-    """How nuclei are found in the nuclear channel."""
-
-    classical = "classical"
-    model = "model"
 
 
 class Flood(str, Enum):
@@ -36,13 +30,6 @@ class Flood(str, Enum):
 
     signal = "signal"
     gradient = "gradient"
-
-
-@dataclass
-class _Done:
-    row: dict[str, Any]
-    table: Any
-    overlay: Path
 
 
 def cells_command(
