@@ -276,11 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.text(
         f"Fluorescence (goal AP@0.5 >= {GOAL['ap50']}, DSB score >= {GOAL['dsb_score']}): model "
         f"AP@0.5 {m['ap50']:.3f}, DSB score {m['dsb_score']:.3f}; baseline AP@0.5 "
-        f"{b['ap50']:.3f}, DSB score {b['dsb_score']:.3f}. For context only: StarDist (Schmidt "
-        "et al. 2018) and Cellpose (Stringer et al. 2021) report DSB2018 results on their own "
-        "test splits with larger networks trained on GPUs; their pretrained weights cannot be "
-        "downloaded here, so they were not run on this split and their figures are not "
-        "directly comparable."
+        f"{b['ap50']:.3f}, DSB score {b['dsb_score']:.3f}. A trained peer, StarDist (Schmidt et "
+        "al. 2018) trained on the same split under a CPU budget, is in its own section below "
+        "(part 'stardist'); Cellpose's weights cannot be downloaded here."
     )
     bench.figure(
         _ap_curve_figure(curves),
@@ -333,11 +331,22 @@ def _run_part(bench: Benchmark, part: str, *, quick: bool) -> None:
     import importlib
 
     start = time.perf_counter()
-    result = importlib.import_module(f"segmentation_{part}").run(quick=quick)
+    try:
+        result = importlib.import_module(f"segmentation_{part}").run(quick=quick)
+    except Exception as exc:  # one broken part must not lose the others: recorded, not hidden
+        import traceback
+
+        traceback.print_exc()
+        bench.set(f"parts.{part}.error", f"{type(exc).__name__}: {exc}")
+        bench.text(f"## {PARTS[part]}\n\nThis part failed in this run: `{exc!r}`")
+        return
     for key, value in result["json"].items():
         bench.set(key, value)
     bench.set(f"parts.{part}.seconds", round(time.perf_counter() - start, 1))
-    bench.text(f"## {PARTS[part]}" + (" (quick mode)" if quick else "") + "\n\n" + result["md"])
+    md = result["md"].strip()
+    if not md.startswith("#"):  # a part without its own heading gets one
+        md = f"## {PARTS[part]}\n\n{md}"
+    bench.text(md + ("\n\n(quick mode)" if quick else ""))
 
 
 if __name__ == "__main__":
