@@ -187,3 +187,10 @@ def test_track_movie_rejects_nan_frames():
     frames[1, 3, 3] = np.nan
     with pytest.raises(InputError, match="NaN"):
         track_movie(frames, segmenter="threshold")
+
+
+def test_tracking_names_the_nucleus_model_that_segments():
+    from cytolens.segment.model import DEFAULT_MODEL
+    from cytolens.track.cli import NUCLEI_MODEL
+
+    assert NUCLEI_MODEL == DEFAULT_MODEL  # applicability and provenance name the model that runs

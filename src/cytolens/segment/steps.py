@@ -9,6 +9,7 @@ from pydantic import Field
 
 from cytolens.core.image import Image
 from cytolens.pipeline.step import Item, Step, StepParams, model_provenance
+from cytolens.segment.model import DEFAULT_MODEL
 
 __all__ = ["Measure", "SegmentCells", "SegmentNuclei"]
 
@@ -17,7 +18,7 @@ class SegmentNucleiParams(StepParams):
     """Parameters of ``segment.nuclei`` (see :func:`cytolens.segment.nuclei`)."""
 
     method: Literal["model", "classical"] = "model"
-    model: str = "nuclei-v2"
+    model: str = DEFAULT_MODEL
     diameter: float | None = Field(None, gt=0, description="pixels; estimated when absent")
     channel: int | None = Field(None, ge=0)
     tile_shape: int = Field(512, ge=64)
@@ -179,7 +180,7 @@ class SegmentCells(Step):
     def models(self) -> list[dict[str, str]]:
         p = self.params
         seeded = p.nuclear_channel is not None and p.nucleus_method == "model"
-        return [model_provenance("nuclei-v1")] if seeded else []
+        return [model_provenance(DEFAULT_MODEL)] if seeded else []
 
     def run(self, item: Item) -> None:
         import warnings

@@ -132,8 +132,9 @@ def _write_trackmate(
     write_trackmate_xml(path, tracks, pixel_size_um=sizes, frame_interval_s=interval)
 
 
-#: The nucleus model behind --segmenter nuclei / auto.
-NUCLEI_MODEL = "nuclei-v1"
+#: The nucleus model behind --segmenter nuclei / auto: cytolens.segment.nuclei's default
+#: (``cytolens.segment.model.DEFAULT_MODEL``, not imported: tracking runs without segment).
+NUCLEI_MODEL = "nuclei-v2"
 
 
 def nuclei_applicability(image: Image, name: str, frames: int = 3) -> dict[str, Any]:
