@@ -267,8 +267,10 @@ def test_track_auto_on_whole_cells_does_not_use_the_nucleus_model(tmp_path: Path
     proc = cytolens(
         "track", tmp_path / "cells.tif", "--segmenter", "auto", "--out", tmp_path / "t", "--json"
     )
-    assert "outside the training domain of nuclei-v1" in proc.stderr
+    from cytolens.track.cli import NUCLEI_MODEL
+
+    assert f"outside the training domain of {NUCLEI_MODEL}" in proc.stderr
     if proc.returncode == 0:
         summary = json.loads(proc.stdout)
         assert summary["segmenter"] == "threshold"
-        assert summary["nuclei-v1_applicability"]["in_domain"] is False
+        assert summary[f"{NUCLEI_MODEL}_applicability"]["in_domain"] is False
