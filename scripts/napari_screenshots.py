@@ -73,6 +73,7 @@ SCENES: dict[str, dict[str, Any]] = {
     "best_plane": {"samples": ["bead"], "options": {"method": "brenner_gradient"}},
     "deconvolve": {"samples": ["bead"], "options": {"iterations": 2}, "hide": ["bead"]},
     "segment_nuclei": {"samples": ["nuclei"], "contrast": ["nuclei"]},
+    "segment_cells": {"samples": ["hpa"], "hide": ["protein", "ER"]},
     "track": {"samples": ["tracking"], "frame": 10},
     "detect": {"samples": ["blood"]},
     "hpa_cells": {"samples": ["hpa"], "hide": ["microtubules", "ER"]},
