@@ -20,7 +20,7 @@ import typer
 from cytolens.core.errors import CytolensError, InputError
 from cytolens.core.options import at_least, non_negative, positive
 from cytolens.segment.cli import Method as NucleusMethod  # how nuclei are found: same choices
-from cytolens.segment.cli import _Done
+from cytolens.segment.cli import _Done, _write_tables
 
 __all__ = ["cells_command"]
 
@@ -117,10 +117,9 @@ def cells_command(
     nuclei, foreground without nuclei) are listed as notes in the summary,
     the report and on stderr.
     """
-    import pandas as pd
 
     from cytolens.core.axes import check_axes
-    from cytolens.core.batch import exit_if_failed, naming_file, run_batch, write_failures
+    from cytolens.core.batch import exit_if_failed, naming_file, run_batch
     from cytolens.core.errors import AxesError
     from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.core.summary import strict_json
@@ -224,16 +223,7 @@ def cells_command(
     )
     done = result.results
     rows = [d.row for d in done]
-    summary: dict[str, Any] = {"images": rows, "failed": [f.__dict__ for f in result.failures]}
-    combined = out / "cells.csv"
-    combined.unlink(missing_ok=True)
-    if done:
-        with atomic_path(combined) as tmp:
-            pd.concat([d.table for d in done], ignore_index=True).to_csv(tmp, index=False)
-        summary["combined_csv"] = str(combined)
-    failures_csv = write_failures(out, result.failures)
-    if failures_csv is not None:
-        summary["failures_csv"] = str(failures_csv)
+    summary = _write_tables(out, "cells.csv", result)
     notes = [n for r in rows for n in r["notes"]]
     if nuclear_channel is None:
         notes.insert(

@@ -187,10 +187,9 @@ def nuclei_command(
     image's nucleus outlines also go to NAME_rois.zip (Fiji's ROI Manager)
     and NAME_nuclei.geojson (QuPath detections, pixel coordinates).
     """
-    import pandas as pd
 
     from cytolens.core.axes import check_axes
-    from cytolens.core.batch import exit_if_failed, naming_file, run_batch, write_failures
+    from cytolens.core.batch import exit_if_failed, naming_file, run_batch
     from cytolens.core.errors import AxesError
     from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.core.plane import single_plane
@@ -313,18 +312,7 @@ def nuclei_command(
     )
     done = result.results
     rows = [d.row for d in done]
-    summary: dict[str, Any] = {"images": rows, "failed": [f.__dict__ for f in result.failures]}
-    combined = out / "nuclei.csv"
-    # with --overwrite, an earlier run's combined table must not pass for this run's
-    # (write_failures below removes an earlier failures.csv the same way)
-    combined.unlink(missing_ok=True)
-    if done:
-        with atomic_path(combined) as tmp:
-            pd.concat([d.table for d in done], ignore_index=True).to_csv(tmp, index=False)
-        summary["combined_csv"] = str(combined)
-    failures_csv = write_failures(out, result.failures)
-    if failures_csv is not None:
-        summary["failures_csv"] = str(failures_csv)
+    summary = _write_tables(out, "nuclei.csv", result)
     note = out_of_domain_note(rows, model) if method is Method.model else None
     scores = [(r["whole_cell_score"], r["image"]) for r in rows if "whole_cell_score" in r]
     whole_cell = [n for score, image in scores if (n := whole_cell_note(score, image))]
@@ -343,6 +331,35 @@ def nuclei_command(
         total = sum(r["nuclei"] for r in rows)
         typer.echo(f"{total} nuclei in {len(rows)} image(s); results in {out}")
     exit_if_failed(result, out)
+
+
+def _write_tables(out: Path, combined_name: str, result: Any) -> dict[str, Any]:
+    """The combined CSV of a batch's tables and its failures.csv; the JSON summary naming them.
+
+    ``result`` is :func:`~cytolens.core.batch.run_batch`'s, its results :class:`_Done`.
+    """
+    import pandas as pd
+
+    from cytolens.core.batch import write_failures
+    from cytolens.core.files import atomic_path
+
+    done = result.results
+    summary: dict[str, Any] = {
+        "images": [d.row for d in done],
+        "failed": [f.__dict__ for f in result.failures],
+    }
+    combined = out / combined_name
+    # with --overwrite, an earlier run's combined table must not pass for this run's
+    # (write_failures below removes an earlier failures.csv the same way)
+    combined.unlink(missing_ok=True)
+    if done:
+        with atomic_path(combined) as tmp:
+            pd.concat([d.table for d in done], ignore_index=True).to_csv(tmp, index=False)
+        summary["combined_csv"] = str(combined)
+    failures_csv = write_failures(out, result.failures)
+    if failures_csv is not None:
+        summary["failures_csv"] = str(failures_csv)
+    return summary
 
 
 def _write_rois(target: Path, labels: np.ndarray) -> None:
