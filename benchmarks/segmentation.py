@@ -326,6 +326,25 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {json_path} and {md_path}")
 
 
+def save_part(part: str, result: dict[str, Any], *, note: str = "") -> None:
+    """Write one part run alone as ``results/segmentation_<part>.json`` and ``.md``.
+
+    For a part's own ``__main__`` (its extra options, a quick look); the full
+    run merges every part into ``segmentation.json`` instead.
+    """
+    bench = Benchmark(
+        f"segmentation_{part}",
+        description=f"{PARTS[part]}: part '{part}' of benchmarks/segmentation.py, run alone.",
+    )
+    for key, value in result["json"].items():
+        bench.set(key, value)
+    if note:
+        bench.text(note)
+    bench.text(result["md"])
+    json_path, md_path = bench.write()
+    print(f"wrote {json_path} and {md_path}")
+
+
 def _run_part(bench: Benchmark, part: str, *, quick: bool) -> None:
     """Run ``benchmarks/segmentation_<part>.py`` in this run and merge its keys and section."""
     import importlib

@@ -419,23 +419,13 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    from harness import Benchmark
+    from segmentation import save_part
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer synthetic and stain images")
     args = parser.parse_args()
-    bench = Benchmark(
-        "segmentation_cells", description="Whole-cell segmentation: synthetic truth, HPA, stains."
-    )
-    out = run(quick=args.quick)
-    for key, value in out["json"].items():
-        bench.set(key, value)
-    bench.text(
-        ("Quick run: 6 synthetic images, 20 images per stain group. " if args.quick else "")
-        + "Machine shared with other jobs (2 cores, loaded): times are inflated."
-    )
-    bench.text(out["md"])
-    bench.write()
+    note = "Quick run: 6 synthetic images, 20 images per stain group." if args.quick else ""
+    save_part("cells", run(quick=args.quick), note=note)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ annotated frames (GOWT1: 30 of 92), the SEG figures are the same.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -44,7 +43,6 @@ from cytolens.track import segment_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "tracking" / "ctc"
-RESULTS = ROOT / "benchmarks" / "results"
 SEQUENCES = ("Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+")
 THREADS = 2
 #: Every how many annotated frames the diameter estimate is compared with the annotation.
@@ -183,15 +181,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="annotated frames only")
     args = parser.parse_args()
-    result = run(args.quick)
-    from cytolens.core.files import atomic_path
+    from segmentation import save_part
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "segmentation_ctc.json") as tmp:
-        tmp.write_text(json.dumps(result["json"], indent=1) + "\n")
-    with atomic_path(RESULTS / "segmentation_ctc.md") as tmp:
-        tmp.write_text("## End to end on Cell Tracking Challenge movies\n\n" + result["md"] + "\n")
-    print(result["md"])
+    save_part("ctc", run(args.quick))
     return 0
 
 

@@ -328,15 +328,11 @@ def main() -> int:
         help="reuse the large-image child's record under build/ (rerun the rest)",
     )
     args = parser.parse_args()
-    out = run(args.quick, size=args.size, agree=args.agree, reuse_large=args.reuse_large)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    from cytolens.core.files import atomic_path
+    from segmentation import save_part
 
-    with atomic_path(RESULTS / "segmentation_large.json") as tmp:
-        tmp.write_text(json.dumps(out["json"], indent=1) + "\n")
-    with atomic_path(RESULTS / "segmentation_large.md") as tmp:
-        tmp.write_text(out["md"] + "\n")
-    print(out["md"])
+    save_part(
+        "large", run(args.quick, size=args.size, agree=args.agree, reuse_large=args.reuse_large)
+    )
     return 0
 
 

@@ -47,7 +47,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DSB = ROOT.parent / "shared" / "data" / "segmentation" / "dsb2018"
 SPLIT = ROOT / "src" / "cytolens" / "segment" / "dsb2018_split.json"
-RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
 TOLERANCE = 0.002
 METHODS = ("model", "model_float32", "baseline")
@@ -200,15 +199,9 @@ def main() -> int:
         "--threads", type=int, default=THREADS, help="torch threads (1 on a loaded machine)"
     )
     args = parser.parse_args()
-    out = run(args.quick, threads=args.threads)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    from cytolens.core.files import atomic_path
+    from segmentation import save_part
 
-    with atomic_path(RESULTS / "segmentation_speed.json") as tmp:
-        tmp.write_text(json.dumps(out["json"], indent=1) + "\n")
-    with atomic_path(RESULTS / "segmentation_speed.md") as tmp:
-        tmp.write_text(out["md"] + "\n")
-    print(out["md"])
+    save_part("speed", run(args.quick, threads=args.threads))
     return 0
 
 

@@ -265,24 +265,12 @@ def _markdown(
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from harness import Benchmark
+    from segmentation import save_part
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_LIMIT} images per modality")
     args = parser.parse_args(argv)
-    bench = Benchmark(
-        "segmentation_stardist",
-        description=(
-            "StarDist trained on cytolens' DSB2018 training split under a CPU budget, against "
-            "cytolens' default nucleus model, on the held-out validation images, in one run."
-        ),
-    )
-    out = run(quick=args.quick)
-    for key, value in out["json"].items():
-        bench.set(key, value)
-    bench.text(out["md"])
-    json_path, md_path = bench.write()
-    print(f"wrote {json_path} and {md_path}")
+    save_part("stardist", run(quick=args.quick))
 
 
 if __name__ == "__main__":
