@@ -106,14 +106,19 @@ def dim_candidates(x: np.ndarray, labels: np.ndarray, diameter: float) -> bool:
     >>> dim_candidates(np.where(labels > 0, x, 0), labels, 12.0)
     False
     """
+    return _gate(x, labels, diameter)[0]
+
+
+def _gate(x: np.ndarray, labels: np.ndarray, diameter: float) -> tuple[bool, float, float]:
+    """:func:`dim_candidates`, with the background median and noise level it measured."""
     away, median, level = _background(x, labels, diameter)
     smooth = ndi.gaussian_filter(x, max(1.0, diameter / 8))
     above = away & (smooth > median + level)
     if not above.any():
-        return False
+        return False, median, level
     regions, n = ndi.label(above)
     largest = int(np.bincount(regions.ravel())[1:].max()) if n else 0
-    return largest >= MIN_AREA_FRACTION * _typical_area(labels, diameter)
+    return largest >= MIN_AREA_FRACTION * _typical_area(labels, diameter), median, level
 
 
 def add_dim_nuclei(
@@ -157,9 +162,9 @@ def add_dim_nuclei(
     >>> int(first.max()), int(add_dim_nuclei(seg, x, first, diameter=20.0).max())
     (1, 2)
     """
-    if not dim_candidates(x, labels, diameter):
+    found, median, level = _gate(x, labels, diameter)  # the background measured once
+    if not found:
         return labels
-    _, median, level = _background(x, labels, diameter)
     scale = segmenter.diameter / diameter
     compressed = np.sqrt(np.clip(x, 0, None)).astype(np.float32)
     second = segmenter.instances(
