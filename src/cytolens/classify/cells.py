@@ -116,7 +116,8 @@ def segment_cells(
     """
     from skimage.filters import gaussian
 
-    from cytolens.segment.whole_cells import drop_small, seeded_cells
+    from cytolens.segment.representation import drop_small_objects
+    from cytolens.segment.whole_cells import seeded_cells
 
     if nucleus_method not in NUCLEUS_METHODS:
         raise InputError(f"nucleus_method must be one of {NUCLEUS_METHODS}, got {nucleus_method!r}")
@@ -133,7 +134,7 @@ def segment_cells(
         from cytolens.segment import nuclei_classical
 
         nuc = nuclei_classical(blue, diameter=nucleus_diameter)
-    nuc = drop_small(nuc, min_cell_area)
+    nuc = drop_small_objects(nuc, min_cell_area, dtype=np.int32)
     ids = np.unique(nuc[nuc > 0])
     if not len(ids):
         return nuc, nuc.copy()

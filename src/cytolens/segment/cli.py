@@ -263,7 +263,7 @@ def nuclei_command(
         else:
             labels = nuclei_classical(image, **options)
         plane = single_plane(image, channel=channel, hint=SEGMENT_HINT)[0]
-        trust["whole_cell_score"] = round(whole_cell_stain_score(plane), 4)  # cells.py docstring
+        trust["whole_cell_score"] = round(whole_cell_stain_score(plane), 4)  # see whole_cells
         table = measure(labels, plane, pixel_size_um=size)
         table.insert(0, "image", path.name)
         overlay = overlay_outlines(_display_plane(image), labels)

@@ -52,6 +52,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from cytolens.core.errors import InputError
+from cytolens.segment.representation import drop_small_objects
 
 __all__ = [
     "NUCLEUS_METHODS",
@@ -59,7 +60,6 @@ __all__ = [
     "cell_table",
     "cells",
     "doubtful_notes",
-    "drop_small",
     "seeded_cells",
     "whole_cell_note",
     "whole_cell_stain_score",
@@ -85,24 +85,6 @@ DIAMETER_CALIBRATION = 0.86
 CELL_TO_NUCLEUS = 3.0
 #: Median cell-to-nucleus area ratio below which cells are "barely larger than nuclei".
 MIN_AREA_RATIO = 1.5
-
-
-def drop_small(labels: np.ndarray, min_area: float) -> np.ndarray:
-    """Remove objects smaller than ``min_area`` px and number the rest 1..N (int32).
-
-    Examples
-    --------
-    >>> lab = np.array([[1, 1, 0, 2], [1, 1, 0, 3], [0, 0, 0, 3]])
-    >>> drop_small(lab, 2).tolist()
-    [[1, 1, 0, 0], [1, 1, 0, 2], [0, 0, 0, 2]]
-    """
-    nuc = np.asarray(labels).astype(np.int32, copy=True)
-    sizes = np.bincount(nuc.ravel())
-    nuc[(sizes < min_area)[nuc] & (nuc > 0)] = 0
-    ids = np.unique(nuc[nuc > 0])
-    lut = np.zeros(int(nuc.max()) + 1, np.int32)
-    lut[ids] = np.arange(1, len(ids) + 1)
-    return lut[nuc]
 
 
 def _otsu(signal: np.ndarray) -> float:
@@ -574,8 +556,8 @@ def cells(
         nuc = _check_nuclei(nuclei, shape, name)
     elif nuclear is not None:
         nuc = _segment_nuclei(nuclear, nucleus_method, nucleus_diameter, pixel_size_um, device)
-    if nuc is not None:
-        nuc = drop_small(nuc, min_nucleus_area) if min_nucleus_area > 0 else nuc
+    if nuc is not None and min_nucleus_area > 0:
+        nuc = drop_small_objects(nuc, min_nucleus_area, dtype=np.int32)
 
     whole = tile_shape is None or max(shape) <= tile_shape
     if not whole and (
