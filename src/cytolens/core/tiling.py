@@ -36,7 +36,7 @@ from cytolens.core.errors import InputError
 from cytolens.core.progress import progress_reporter
 from cytolens.core.validate import check_array, is_dask
 
-__all__ = ["BLENDS", "Tile", "apply_tiled", "iter_tiles", "tile_shape_for_budget"]
+__all__ = ["BLENDS", "Tile", "apply_tiled", "blend_layout", "iter_tiles", "tile_shape_for_budget"]
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +203,36 @@ def iter_tiles(shape: Sequence[int], tile_shape: Any, overlap: Any = 0) -> list[
     3
     """
     return list(_tiles_from_spans(_layout(shape, tile_shape, overlap)))
+
+
+def blend_layout(
+    shape: Sequence[int], tile_shape: Any, overlap: Any
+) -> tuple[list[list[_Span]], list[list[np.ndarray]]]:
+    """The tile grid and linear-blend weights of ``apply_tiled(..., blend="linear")``, per axis.
+
+    For code that must rebuild :func:`apply_tiled`'s result piece by piece
+    (:mod:`cytolens.segment.chunked`): tile ``(i, j, ...)`` reads
+    ``spans[0][i][0]:spans[0][i][1]`` (and so on per axis) and its output is
+    weighted by the outer product of ``weights[0][i]``, ``weights[1][j]``, ...;
+    the weights of all tiles sum to 1 at every pixel.
+
+    Returns
+    -------
+    spans : list of lists of (int, int, int, int)
+        Per axis, per tile: read start, read stop, write start, write stop.
+    weights : list of lists of numpy.ndarray
+        Per axis, per tile: its weight along the read span.
+
+    Examples
+    --------
+    >>> spans, weights = blend_layout((100,), 64, 8)
+    >>> spans
+    [[(0, 64, 0, 50), (36, 100, 50, 100)]]
+    >>> float(sum(w.sum() for w in weights[0]))
+    100.0
+    """
+    spans = _layout(shape, tile_shape, overlap)
+    return spans, [_axis_weights(s, n) for s, n in zip(spans, _check_shape(shape), strict=True)]
 
 
 def _axis_weights(spans: list[_Span], n: int) -> list[np.ndarray]:

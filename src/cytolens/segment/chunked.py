@@ -366,10 +366,9 @@ class _GlobalTiles:
     """The whole-plane tile layout and blending weights of ``predict_maps`` (``apply_tiled``)."""
 
     def __init__(self, shape: tuple[int, int], tile_shape: Any, overlap: int) -> None:
-        from cytolens.core.tiling import _axis_weights, _layout
+        from cytolens.core.tiling import blend_layout
 
-        self.spans = _layout(shape, tile_shape, overlap)
-        self.weights = [_axis_weights(s, n) for s, n in zip(self.spans, shape, strict=True)]
+        self.spans, self.weights = blend_layout(shape, tile_shape, overlap)
         # outputs of recent tiles, reused by the next chunk (neighbours share border tiles)
         self.cache: dict[tuple[int, int], np.ndarray] = {}
         self.cache_bytes = TILE_CACHE_MB * 2**20
