@@ -81,21 +81,42 @@ def _tiling(report: Report, out: Path) -> None:
     )
 
 
-def _deconvolution(report: Report, out: Path) -> None:
-    """Wiener-Butterworth deconvolution of the bundled bead."""
-    from cytolens import io
-    from cytolens.restore import deconvolve, fwhm
+def _run_steps(path: Path, specs: list[tuple[str, dict[str, Any]]], out: Path) -> dict[str, Any]:
+    """Run pipeline steps on one sample file with :func:`cytolens.pipeline.run_pipeline`.
 
-    bead, psf = data.bead(), data.bead_psf()
-    t0 = time.perf_counter()
-    result = deconvolve(bead.data, psf.data, method="wiener-butterworth", iterations=2)
-    seconds = time.perf_counter() - t0
-    io.imwrite(out / "bead_deconvolved.tif", result, axes=bead.axes)
+    Returns the input's journal record (``row``, ``outputs``, ``tables``,
+    ``seconds``); a failure raises, so the demo stops with the cause.
+    """
+    from cytolens.core.errors import CytolensError
+    from cytolens.pipeline import make_steps, run_pipeline
+
+    result = run_pipeline([path], make_steps(specs), out, progress=False, report=False)
+    record = result.records[0]
+    if record["status"] != "done":
+        raise CytolensError(f"demo: {path.name}: {record['error']}")
+    return record
+
+
+def _deconvolution(report: Report, out: Path) -> None:
+    """Wiener-Butterworth deconvolution of the bundled bead (the ``restore.deconvolve`` step)."""
+    from cytolens import io
+    from cytolens.restore import fwhm
+
+    bead = data.bead()
+    psf = str(data.sample_path("bead_psf.tif"))
+    folder = out / "deconvolution"
+    record = _run_steps(
+        data.sample_path("bead.tif"),
+        [("restore.deconvolve", {"psf": psf, "method": "wiener-butterworth", "iterations": 2})],
+        folder,
+    )
+    result = np.asarray(io.imread(folder / record["outputs"][0]).data)
     before, after = fwhm(bead.data), fwhm(result)
     report.heading("Deconvolution")
     report.text(
         f"Wiener-Butterworth, 2 iterations, on the {bead.shape} bead stack with its measured "
-        f"PSF in {seconds:.2f} s. FWHM of the bead in pixels (Z, Y, X): before "
+        f"PSF in {record['seconds']:.2f} s (the restore.deconvolve pipeline step; output in "
+        f"{folder.name}/{record['outputs'][0]}). FWHM of the bead in pixels (Z, Y, X): before "
         f"{tuple(round(float(v), 2) for v in before)}, after "
         f"{tuple(round(float(v), 2) for v in after)}."
     )
@@ -144,30 +165,37 @@ def _focus(report: Report, out: Path) -> None:
 
 
 def _segmentation(report: Report, out: Path) -> None:
-    """Segment and measure the nuclei of the bundled field: model and classical baseline."""
-    from cytolens import io
-    from cytolens.segment import measure, nuclei, nuclei_classical
-    from cytolens.segment.model import DEFAULT_MODEL
+    """Segment and measure the bundled nuclei: model and classical baseline (pipeline steps)."""
+    import pandas as pd
 
-    image = data.nuclei().data
-    t0 = time.perf_counter()
-    labels = nuclei(image)
-    seconds = time.perf_counter() - t0
-    baseline = nuclei_classical(image)
-    io.imwrite(out / "nuclei_labels.tif", labels.astype(np.uint16), axes="YX")
-    table = measure(labels, image)
+    from cytolens import io
+    from cytolens.pipeline import Item
+    from cytolens.segment.model import DEFAULT_MODEL
+    from cytolens.segment.steps import SegmentNuclei
+
+    path, image = data.sample_path("nuclei_bbbc006.png"), data.nuclei()
+    folder = out / "segmentation"
+    record = _run_steps(path, [("segment.nuclei", {}), ("segment.measure", {})], folder)
+    labels = np.asarray(io.imread(folder / record["outputs"][0]).data)
+    table = pd.read_csv(folder / record["tables"]["nuclei"])
+    baseline = Item(path, path.stem, image)
+    SegmentNuclei({"method": "classical"}).run(baseline)
+    area = "area_um2" if "area_um2" in table else "area_px"
+    unit = "um2" if area == "area_um2" else "px"
     report.heading("Nucleus segmentation")
     report.text(
-        f"{DEFAULT_MODEL} found {int(labels.max())} nuclei in the BBBC006 field in {seconds:.1f} s "
-        f"(the classical Otsu + watershed baseline: {int(baseline.max())}). Median area "
-        f"{float(table['area_px'].median()):.0f} px, median solidity "
-        f"{float(table['solidity'].median()):.2f}. First rows of the measurements:"
+        f"{DEFAULT_MODEL} found {record['row']['nuclei']} nuclei in the BBBC006 field in "
+        f"{record['seconds']:.1f} s with measurement (the segment.nuclei -> segment.measure "
+        f"pipeline; outputs in {folder.name}/; the classical Otsu + watershed baseline: "
+        f"{baseline.row['nuclei']}). Median area {float(table[area].median()):.0f} {unit}, "
+        f"median solidity {float(table['solidity'].median()):.2f}. First rows of the "
+        "measurements:"
     )
-    report.table(table.head(5).round(2))
+    report.table(table.drop(columns="image").head(5).round(2))
     fig = image_panel(
         {
-            DEFAULT_MODEL: overlay_outlines(image, labels),
-            "baseline": overlay_outlines(image, baseline),
+            DEFAULT_MODEL: overlay_outlines(image.data, labels),
+            "baseline": overlay_outlines(image.data, baseline.labels),
         }
     )
     report.figure(save_figure(fig, out / "segmentation.png"), "Nucleus outlines.")

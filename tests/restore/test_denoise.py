@@ -292,4 +292,4 @@ def test_pipeline_step(tiny: Path) -> None:
     item = Item(Path("x.tif"), "x", Image(_noisy(_blobs(4), 4), "YX", {}))
     step.run(item)
     assert item.images["denoised"].data.dtype == np.float32
-    assert set(item.row) == {"ood_score", "domain_percentile", "in_domain"}
+    assert set(item.row) == {"ood_score", "domain_percentile", "in_domain", "warning"}

@@ -1,6 +1,7 @@
 """``cytolens label-free ...``: predict fluorescence from transmitted light, or train a model.
 
-``predict`` writes, per input stack, ``NAME_predicted.ome.tif`` (one channel
+``predict`` runs the pipeline step ``label_free.predict`` on each stack and
+writes, per input stack, ``NAME_predicted.ome.tif`` (one channel
 per target, channel names stored), ``NAME_sigma.ome.tif`` (the per-pixel
 standard deviation), ``NAME_side_by_side.png`` (a transmitted-light plane
 beside each predicted channel) and, for all inputs, ``summary.csv``
@@ -91,23 +92,32 @@ def predict_command(
     from cytolens.io import find_images, imread, imwrite, output_stems
     from cytolens.label_free.model import LabelFreeModel, as_stack
     from cytolens.models.applicability import OutOfDomainWarning
+    from cytolens.pipeline import Item, make_step
 
     paths = find_images(stacks)
     prepare_output_dir(out, protected=paths, overwrite=overwrite)
     lf = LabelFreeModel.from_pretrained(model, device=device)
     if tile_shape <= 2 * lf.overlap:
         raise InputError(f"--tile-shape must be more than {2 * lf.overlap} for model {lf.name!r}")
+    # the same step and parameters as a pipeline's label_free.predict
+    step = make_step(
+        "label_free.predict",
+        {"model": model, "tile_shape": tile_shape, "device": device},
+        where="options",
+    )
     names = dict(zip(paths, output_stems(paths), strict=True))
 
     def one(path: Path) -> dict[str, Any]:
         try:
             image = imread(path, axes=axes)
+            item = Item(path, names[path], image)
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", OutOfDomainWarning)
-                pred, sigma = lf.predict(image, uncertainty=True, name=path.name)
+                warnings.simplefilter("ignore", OutOfDomainWarning)  # reported below
+                step.run(item)
             stack, _ = as_stack(image, None, lf.n_planes, lf.name)
         except CytolensError as exc:
             raise naming_file(path, exc) from None
+        pred, sigma = item.images["predicted"], item.images["sigma"]
         stem = names[path]
         files = {
             "predicted": out / f"{stem}_predicted.ome.tif",
@@ -130,12 +140,7 @@ def predict_command(
             for f in written:
                 f.unlink(missing_ok=True)
             raise
-        row: dict[str, Any] = {"image": path.name, "planes": int(stack.shape[0])}
-        for i, t in enumerate(pred.channel_names):
-            row[f"mean_{t}"] = round(float(np.mean(pred.data[i])), 4)
-        row.update(pred.metadata.get("applicability", {}))
-        row.update({k: v.name for k, v in files.items()})
-        return row
+        return {"image": path.name, **item.row, **{k: v.name for k, v in files.items()}}
 
     result = run_batch(paths, one, description="predicting", stop_on_error=len(paths) == 1)
     rows = result.results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import Field
 
 from cytolens.pipeline.step import Item, Step, StepParams, model_provenance
@@ -23,9 +24,12 @@ class PredictFluorescenceParams(StepParams):
 class PredictFluorescence(Step):
     """Predict the fluorescence channels of the item's transmitted-light stack.
 
-    Adds the ``predicted`` and ``sigma`` images, the applicability columns
-    (``ood_score``, ``domain_percentile``, ``in_domain``) to the row, and by
-    default replaces the item's image with the predicted channels.
+    Adds the ``predicted`` and ``sigma`` images; to the row, the number of
+    transmitted-light ``planes``, the mean of each predicted channel
+    (``mean_<target>``, in the card's normalized target units) and the
+    applicability columns (``ood_score``, ``domain_percentile``,
+    ``in_domain``); by default it replaces the item's image with the
+    predicted channels.
     """
 
     name = "label_free.predict"
@@ -36,7 +40,7 @@ class PredictFluorescence(Step):
         return [model_provenance(self.params.model)]
 
     def run(self, item: Item) -> None:
-        from cytolens.label_free.model import LabelFreeModel
+        from cytolens.label_free.model import LabelFreeModel, as_stack
 
         p = self.params
         model = LabelFreeModel.from_pretrained(p.model, device=p.device)
@@ -45,6 +49,9 @@ class PredictFluorescence(Step):
         )
         item.images["predicted"] = pred
         item.images["sigma"] = sigma
+        item.row["planes"] = int(as_stack(item.image, None, model.n_planes, model.name)[0].shape[0])
+        for i, target in enumerate(pred.channel_names):
+            item.row[f"mean_{target}"] = round(float(np.mean(pred.data[i])), 4)
         item.row.update(pred.metadata.get("applicability", {}))
         if p.replace_image:
             item.image = pred

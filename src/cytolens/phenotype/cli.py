@@ -2,7 +2,8 @@
 
 The commands are mounted in :mod:`cytolens.classify.cli`; they parse arguments,
 call :mod:`cytolens.phenotype` and write results atomically; errors are one
-line (see :mod:`cytolens.cli`).
+line (see :mod:`cytolens.cli`). ``cells`` on images runs the pipeline steps
+``segment.nuclei`` (unless ``--labels``) and ``phenotype.classify`` on each.
 """
 
 from __future__ import annotations
@@ -186,6 +187,8 @@ def cells_command(
     image), ``report.html`` and ``failures.csv`` for images that failed
     (exit 1).
     """
+    import warnings
+
     import numpy as np
     import pandas as pd
 
@@ -193,8 +196,10 @@ def cells_command(
     from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.core.summary import strict_json
     from cytolens.io import find_images, imread, output_stems
-    from cytolens.phenotype.crops import find_crop_files, image_for_crops, read_crop_files
+    from cytolens.models.applicability import OutOfDomainWarning
+    from cytolens.phenotype.crops import find_crop_files, read_crop_files
     from cytolens.phenotype.model import PhenotypeClassifier, phenotype_counts, predict_cells
+    from cytolens.pipeline import Item, make_step
     from cytolens.report import Report
 
     if segmenter not in SEGMENTERS:
@@ -213,36 +218,33 @@ def cells_command(
         table.insert(0, "image", [names[p] for p in paths])
         result = None
     else:
+        # the same steps and parameters as a pipeline's segment.nuclei -> phenotype.classify
+        classify = make_step(
+            "phenotype.classify",
+            {"model": model, "crop_size": crop_size, "channel": channel, "device": device},
+            where="options",
+        )
+        segment = None
+        if labels is None:  # nuclei of the plane the crops come from (the first channel)
+            seg_channel = (channel or 0) if m.in_channels == 1 else 0
+            segment = make_step(
+                "segment.nuclei",
+                {"method": segmenter, "diameter": diameter, "channel": seg_channel,
+                 "device": device},
+                where="options",
+            )  # fmt: skip
 
         def one(path: Path) -> pd.DataFrame:
-            img = imread(path)
-            plane = image_for_crops(img, channels=m.in_channels, channel=channel)
-            if labels is not None:
-                lab = _read_labels(_label_file(labels, path.stem))
-            elif segmenter == "model":
-                from cytolens.segment import nuclei
-
-                lab = nuclei(
-                    np.asarray(plane if m.in_channels == 1 else plane[0]),
-                    diameter=diameter,
-                    device=device,
-                )
+            item = Item(path, names[path], imread(path))
+            if segment is None:
+                item.labels = np.asarray(_read_labels(_label_file(labels, path.stem)))
             else:
-                from cytolens.segment import nuclei_classical
-
-                lab = nuclei_classical(
-                    np.asarray(plane if m.in_channels == 1 else plane[0]), diameter=diameter
-                )
-            t = predict_cells(
-                plane,
-                np.asarray(lab),
-                model=m,
-                axes="YX" if m.in_channels == 1 else "CYX",
-                crop_size=crop_size,
-                name=str(path),
-            )
-            t.insert(0, "image", names[path])
-            return t
+                with warnings.catch_warnings():  # the nuclei only centre the crops here
+                    warnings.simplefilter("ignore", OutOfDomainWarning)
+                    warnings.filterwarnings("ignore", message="warning: .* looks like a whole-cell")
+                    segment.run(item)
+            classify.run(item)
+            return item.tables["cells"]
 
         result = run_batch(paths, one, description="classifying cells", progress=not as_json)
         tables = [t for t in result.results if len(t)]

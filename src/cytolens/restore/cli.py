@@ -460,6 +460,7 @@ def denoise_command(
     from cytolens.io import find_images, imread, imwrite, output_stems
     from cytolens.models import load
     from cytolens.models.applicability import OutOfDomainWarning
+    from cytolens.pipeline import Item, make_step
     from cytolens.report import image_panel, save_figure
     from cytolens.restore.chunked_files import preview
 
@@ -470,6 +471,12 @@ def denoise_command(
             raise AxesError(f"--axes: {exc}") from None
     restorer = load(model, device=device, capability="restore")  # bad model/device: before work
     restorer.check_tile_shape(tile_shape)
+    # the same step and parameters as a pipeline's restore.denoise
+    step = make_step(
+        "restore.denoise",
+        {"model": model, "tile_shape": tile_shape, "device": device},
+        where="options",
+    )
     paths = find_images(images)
     prepare_output_dir(out, protected=paths, overwrite=overwrite)
     names = dict(zip(paths, output_stems(paths), strict=True))
@@ -482,18 +489,19 @@ def denoise_command(
 
     def denoise_one(path: Path) -> dict[str, Any]:
         image = imread(path, axes=axes)
+        item = Item(path, names[path], image)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OutOfDomainWarning)  # reported below, per image
-            result, info = restorer.restore(
-                image.data, axes=image.axes, tile_shape=tile_shape, name=path.name
-            )
-        for message in info["warnings"]:
-            console.print(f"[yellow]warning:[/] {message}")
+            step.run(item)
+        result = item.images["denoised"].data
+        if item.row["warning"]:
+            for message in item.row["warning"].split(" | "):
+                console.print(f"[yellow]warning:[/] {message}")
         name = names[path]
         tif, png = out / f"{name}_denoised.tif", out / f"{name}_before_after.png"
         imwrite(tif, result, axes=image.axes, pixel_size_um=dict(image.pixel_size_um))
         mip = " (max projection)" if result.ndim > 2 else ""
-        ood = info.get("ood_score")
+        ood = item.row.get("ood_score")
         flag = "" if ood is None or ood <= 1 else f"  [OUT OF DOMAIN, ood_score {ood:.2f}]"
         panels = {f"before: {path.name}{mip}": preview(image.data)}
         panels[f"after: {model}{flag}"] = preview(result)
@@ -503,9 +511,9 @@ def denoise_command(
             "output": tif.name,
             "before_after_png": png.name,
             "ood_score": ood,
-            "domain_percentile": info.get("domain_percentile"),
-            "in_domain": info.get("in_domain"),
-            "warning": " | ".join(info["warnings"]),
+            "domain_percentile": item.row.get("domain_percentile"),
+            "in_domain": item.row.get("in_domain"),
+            "warning": item.row["warning"],
         }
 
     result = run_batch(paths, process, description="denoising", stop_on_error=len(paths) == 1)

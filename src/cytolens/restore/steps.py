@@ -86,7 +86,8 @@ class Denoise(Step):
     """Denoise the item's image with a learned model; it replaces the image and is written.
 
     The row gets the input's applicability (``ood_score``, ``domain_percentile``,
-    ``in_domain``); an out-of-domain input also warns.
+    ``in_domain``) and ``warning`` (the model's notes on the input, ``" | "``
+    joined, empty when none); an out-of-domain input also warns.
 
     Examples
     --------
@@ -111,20 +112,16 @@ class Denoise(Step):
         return [model_provenance(self.params.model)]
 
     def run(self, item: Item) -> None:
-        from cytolens.restore.denoise import denoise
+        from cytolens.restore.denoise import _restorer
 
         p = self.params
         image = item.image
-        result, info = denoise(
-            image.data,
-            model=p.model,
-            axes=image.axes,
-            device=p.device,
-            tile_shape=p.tile_shape,
-            return_info=True,
+        result, info = _restorer(p.model, p.device).restore(
+            image.data, axes=image.axes, tile_shape=p.tile_shape, name=item.source.name
         )
         item.image = Image(result, image.axes, dict(image.pixel_size_um), path=image.path)
         item.images["denoised"] = item.image
         item.row.update(
             {k: info[k] for k in ("ood_score", "domain_percentile", "in_domain") if k in info}
         )
+        item.row["warning"] = " | ".join(info["warnings"])

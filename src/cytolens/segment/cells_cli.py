@@ -1,7 +1,9 @@
 """``cytolens segment cells``: whole cells from the command line (mounted in :mod:`.cli`).
 
-Same conventions as ``segment nuclei``: the output folder is checked first
-(new or empty unless ``--overwrite``), each image runs through
+Same conventions as ``segment nuclei``: the options become the parameters of
+the pipeline step ``segment.cells`` (:class:`cytolens.segment.steps.SegmentCells`,
+the values a pipeline YAML accepts), the output folder is checked first
+(new or empty unless ``--overwrite``), each image runs the step through
 :func:`~cytolens.core.batch.run_batch` and writes all its files or none, a bad
 image fails alone (``failures.csv``, exit 1) unless it is the only input
 (its error is the command's, exit 2).
@@ -9,7 +11,6 @@ image fails alone (``failures.csv``, exit 1) unless it is the only input
 
 from __future__ import annotations
 
-import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -94,7 +95,7 @@ def cells_command(
         typer.Option(
             "--tile-shape",
             help="Tile side in px (halo included; at least 3 cell diameters).",
-            callback=at_least(1),
+            callback=at_least(64),
         ),
     ] = 2048,
     device: Annotated[
@@ -124,10 +125,11 @@ def cells_command(
     from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.core.summary import strict_json
     from cytolens.io import find_images, imread, imwrite, output_stems
+    from cytolens.pipeline import Item, make_step
     from cytolens.report import overlay_outlines
     from cytolens.segment.classical import pixel_size_scalar
     from cytolens.segment.cli import _display_plane, _write_all
-    from cytolens.segment.whole_cells import _planes, cell_table, cells
+    from cytolens.segment.steps import NOTES_SEPARATOR
 
     if axes is not None:
         try:
@@ -139,6 +141,23 @@ def cells_command(
     channels = list(cell_channel) if cell_channel else None
     if channels and any(c < 0 for c in channels):
         raise InputError(f"--cell-channel must be >= 0, got {channels}")
+    # the same step and parameters as a pipeline's segment.cells
+    step = make_step(
+        "segment.cells",
+        {
+            "nuclear_channel": nuclear_channel,
+            "channel": channels,
+            "cell_diameter": cell_diameter,
+            "nucleus_diameter": nucleus_diameter,
+            "nucleus_method": nucleus_method.value,
+            "threshold_factor": threshold_factor,
+            "flood": flood.value,
+            "pixel_size_um": pixel_size_um,
+            "tile_shape": tile_shape,
+            "device": device,
+        },
+        where="options",
+    )
     paths = find_images(images)
     prepare_output_dir(out, protected=paths, overwrite=overwrite)
     names = dict(zip(paths, output_stems(paths), strict=True))
@@ -154,27 +173,10 @@ def cells_command(
         size = pixel_size_um
         if size is None:
             size = pixel_size_scalar(image.pixel_size_um)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            labels, nuclei = cells(
-                image,
-                channel=channels,
-                nuclear_channel=nuclear_channel,
-                cell_diameter=cell_diameter,
-                nucleus_diameter=nucleus_diameter,
-                nucleus_method=nucleus_method.value,
-                threshold_factor=threshold_factor,
-                flood=flood.value,
-                tile_shape=tile_shape,
-                device=device,
-                return_nuclei=True,
-            )
-        notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-        seeded = nuclear_channel is not None
-        cell_planes, _ = _planes(image, None, channels, nuclear_channel, path.name)
-        intensity = np.mean([np.asarray(p, np.float32) for p in cell_planes], axis=0)
-        table = cell_table(labels, nuclei if seeded else None, intensity, pixel_size_um=size)
-        table.insert(0, "image", path.name)
+        item = Item(path, names[path], image)
+        step.run(item)
+        labels = item.labels
+        table = item.tables["cells"].assign(image=path.name)  # the CLI's tables name the file
         overlay = overlay_outlines(_display_plane(image), labels)
         name = names[path]
         targets = {
@@ -183,7 +185,8 @@ def cells_command(
             "overlay": out / f"{name}_overlay.png",
         }
 
-        def stored(lab: np.ndarray) -> np.ndarray:
+        def stored(lab: Any) -> np.ndarray:
+            lab = np.asarray(lab)
             return lab.astype(np.uint16) if lab.max() < 2**16 else lab
 
         def write_csv(target: Path) -> None:
@@ -198,7 +201,8 @@ def cells_command(
             (targets["csv"], write_csv),
             (targets["overlay"], lambda t: imwrite(t, overlay, axes="YXC")),
         ]
-        if seeded:
+        if "nuclei" in item.images:  # seeded by --nuclear-channel
+            nuclei = item.images["nuclei"].data
             targets["nuclei"] = out / f"{name}_nuclei.tif"
             writes.append(
                 (
@@ -207,15 +211,10 @@ def cells_command(
                 )
             )
         _write_all(writes)
-        area = "area_um2" if "area_um2" in table else "area_px"
-        row = {
-            "image": path.name,
-            "cells": len(table),
-            "seeded_by": "nuclei" if seeded else "foreground shape",
-            f"median {area}": float(table[area].median()) if len(table) else None,
-            **{key: targets[key].name for key in targets if key != "overlay"},
-            "notes": notes,
-        }
+        row = {"image": path.name, **item.row}
+        notes = row.pop("cell_notes", None)
+        row.update({key: targets[key].name for key in targets if key != "overlay"})
+        row["notes"] = notes.split(NOTES_SEPARATOR) if notes else []
         return _Done(row, table, targets["overlay"])
 
     result = run_batch(

@@ -1002,7 +1002,7 @@ def segment_to_files(
     row = {
         "image": name,
         "nuclei": res.n_objects,
-        f"median {area}": float(table[area].median()) if len(table) else float("nan"),
+        f"median_{area}": float(table[area].median()) if len(table) else float("nan"),
         "labels": targets["labels"].name,
         "csv": targets["csv"].name,
         "chunks": res.n_chunks,

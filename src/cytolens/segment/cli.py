@@ -1,9 +1,11 @@
 """``cytolens segment ...``: batch nucleus segmentation and measurement from the command line.
 
-The command parses arguments, reads images, calls :func:`cytolens.segment.nuclei`
-(or the classical baseline) and :func:`cytolens.segment.measure`, and writes
-the results; errors are raised as :class:`~cytolens.core.errors.CytolensError`
-for the main command line to print as one line.
+The command parses arguments into the parameters of the pipeline steps
+``segment.nuclei`` and ``segment.measure`` (:mod:`cytolens.segment.steps`, the
+same values a pipeline YAML accepts), runs them on each image, and writes the
+results from what they leave on the item (labels, table, summary row); errors
+are raised as :class:`~cytolens.core.errors.CytolensError` for the main
+command line to print as one line.
 
 Before any work: numeric options are checked where they are parsed, the
 ``--axes`` letters, the model, device and tile size, and the output folder
@@ -18,6 +20,7 @@ single input, its error is the command's (exit 2).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -192,18 +195,16 @@ def nuclei_command(
     from cytolens.core.batch import exit_if_failed, naming_file, run_batch
     from cytolens.core.errors import AxesError
     from cytolens.core.files import atomic_path, prepare_output_dir
-    from cytolens.core.plane import single_plane
     from cytolens.core.summary import strict_json
     from cytolens.io import find_images, imread, imwrite, output_stems
     from cytolens.io.interop import write_geojson
-    from cytolens.models.applicability import out_of_domain_note, score_input
+    from cytolens.models.applicability import OutOfDomainWarning, out_of_domain_note
+    from cytolens.pipeline import Item, make_step
     from cytolens.report import overlay_outlines
-    from cytolens.segment import measure, nuclei, nuclei_classical
     from cytolens.segment.chunked import chunked_output, segment_to_files
     from cytolens.segment.classical import pixel_size_scalar
     from cytolens.segment.model import _cached
-    from cytolens.segment.preprocess import SEGMENT_HINT
-    from cytolens.segment.whole_cells import whole_cell_note, whole_cell_stain_score
+    from cytolens.segment.whole_cells import whole_cell_note
 
     if diameter is not None and diameter_um is not None:
         raise InputError("give --diameter (pixels) or --diameter-um (micrometres), not both")
@@ -214,8 +215,24 @@ def nuclei_command(
             raise AxesError(f"--axes: {exc}") from None
     paths = find_images(images)
     prepare_output_dir(out, protected=paths, overwrite=overwrite)
+    params: dict[str, Any] = {"method": method.value, "channel": channel, "device": device}
     if method is Method.model:  # an unknown model, device or too small a tile fails before any work
         _cached(model, str(device)).check_tile_shape(tile_shape, "--tile-shape")
+        params.update(model=model, tile_shape=tile_shape)
+    # the same steps and parameters as a pipeline's segment.nuclei -> segment.measure
+    segment_step = make_step(
+        "segment.nuclei",
+        {
+            **params,
+            "diameter": diameter,
+            "diameter_um": diameter_um,
+            "pixel_size_um": pixel_size_um,
+        },
+        where="options",
+    )
+    measure_step = make_step(
+        "segment.measure", {"pixel_size_um": pixel_size_um, "channel": channel}
+    )
     names = dict(zip(paths, output_stems(paths), strict=True))
 
     def process(path: Path) -> _Done:
@@ -234,38 +251,31 @@ def nuclei_command(
                 f"{path}: --diameter-um needs a pixel size, and the file states none; "
                 f"pass --pixel-size-um or --diameter in pixels"
             )
-        options: dict[str, Any] = {
-            "diameter": diameter_um if diameter_um is not None else diameter,
-            "pixel_size_um": size if diameter_um is not None else None,
-            "channel": channel,
-        }
-        trust: dict[str, Any] = {}
         if method is Method.model and chunked_output(image, label_format.value):
             if roi or geojson:  # bounded memory: the labels are never held whole
                 raise InputError(
                     f"{path}: --roi and --geojson are not written for images segmented chunk by "
                     "chunk (large or --format zarr); drop them or pass a smaller image"
                 )
+            options = {
+                "diameter": diameter_um if diameter_um is not None else diameter,
+                "pixel_size_um": size if diameter_um is not None else None,
+                "channel": channel,
+            }
             return _Done(*segment_to_files(
                 _cached(model, str(device)), image, out=out, stem=names[path], name=path.name,
                 options=options, pixel_size_um=size, tile_shape=tile_shape,
                 zarr=label_format is not LabelFormat.tif,
             ))  # fmt: skip
-        if method is Method.model:
-            labels = nuclei(image, model=model, device=device, tile_shape=tile_shape, **options)
-            given = options["diameter"]
-            if given is not None and options["pixel_size_um"] is not None:
-                given = given / options["pixel_size_um"]
-            trust = score_input(
-                _cached(model, str(device)), image, path.name, warn=False,
-                diameter=given, channel=channel,
-            )  # fmt: skip
-        else:
-            labels = nuclei_classical(image, **options)
-        plane = single_plane(image, channel=channel, hint=SEGMENT_HINT)[0]
-        trust["whole_cell_score"] = round(whole_cell_stain_score(plane), 4)  # see whole_cells
-        table = measure(labels, plane, pixel_size_um=size)
-        table.insert(0, "image", path.name)
+        item = Item(path, names[path], image)
+        with warnings.catch_warnings():
+            # both are reported once for the whole run below
+            warnings.simplefilter("ignore", OutOfDomainWarning)
+            warnings.filterwarnings("ignore", message="warning: .* looks like a whole-cell")
+            segment_step.run(item)
+        measure_step.run(item)
+        labels = item.labels
+        table = item.tables["nuclei"].assign(image=path.name)  # the CLI's tables name the file
         overlay = overlay_outlines(_display_plane(image), labels)
         # uint16 (an ImageJ hyperstack every viewer opens) unless there are too many nuclei
         stored = labels.astype(np.uint16) if labels.max() < 2**16 else labels
@@ -292,15 +302,14 @@ def nuclei_command(
             targets["geojson"] = out / f"{name}_nuclei.geojson"
             writes.append((targets["geojson"], lambda t: write_geojson(t, labels=labels)))
         _write_all(writes)
-        area = "area_um2" if "area_um2" in table else "area_px"
         row = {
             "image": path.name,
-            "nuclei": int(labels.max()),
-            f"median {area}": float(table[area].median()) if len(table) else float("nan"),
-            "labels": targets["labels"].name,
-            "csv": targets["csv"].name,
-            **{key: targets[key].name for key in ("rois", "geojson") if key in targets},
-            **trust,
+            **item.row,
+            **{
+                key: targets[key].name
+                for key in ("labels", "csv", "rois", "geojson")
+                if key in targets
+            },
         }
         return _Done(row, table, targets["overlay"])
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from cytolens.core.errors import InputError
 from cytolens.core.image import Image
 from cytolens.pipeline.step import Item, Step, StepParams, model_provenance
 from cytolens.segment.model import DEFAULT_MODEL
 
 __all__ = ["Measure", "SegmentCells", "SegmentNuclei"]
+
+#: How ``segment.cells`` joins its notes in the row's ``cell_notes`` column.
+NOTES_SEPARATOR = " | "
 
 
 class SegmentNucleiParams(StepParams):
@@ -20,9 +24,21 @@ class SegmentNucleiParams(StepParams):
     method: Literal["model", "classical"] = "model"
     model: str = DEFAULT_MODEL
     diameter: float | None = Field(None, gt=0, description="pixels; estimated when absent")
+    diameter_um: float | None = Field(
+        None, gt=0, description="micrometres (instead of diameter), with the pixel size below"
+    )
+    pixel_size_um: float | None = Field(
+        None, gt=0, description="converts diameter_um; default: the file's (mean of Y and X)"
+    )
     channel: int | None = Field(None, ge=0)
     tile_shape: int = Field(512, ge=64)
     device: str = "auto"
+
+    @model_validator(mode="after")
+    def _one_diameter(self) -> SegmentNucleiParams:
+        if self.diameter is not None and self.diameter_um is not None:
+            raise ValueError("give diameter (pixels) or diameter_um (micrometres), not both")
+        return self
 
 
 class SegmentNuclei(Step):
@@ -49,17 +65,22 @@ class SegmentNuclei(Step):
         from cytolens.segment import nuclei, nuclei_classical
 
         p = self.params
+        diameter, size = p.diameter, None
+        if p.diameter_um is not None:
+            size = _pixel_size(item, p.pixel_size_um)
+            if size is None:
+                raise InputError(
+                    f"{item.source}: diameter_um needs a pixel size, and the file states none; "
+                    "give pixel_size_um, or diameter in pixels"
+                )
+            diameter = p.diameter_um
+        options = {"diameter": diameter, "pixel_size_um": size, "channel": p.channel}
         if p.method == "model":
             labels = nuclei(
-                item.image,
-                model=p.model,
-                diameter=p.diameter,
-                channel=p.channel,
-                tile_shape=p.tile_shape,
-                device=p.device,
+                item.image, model=p.model, tile_shape=p.tile_shape, device=p.device, **options
             )
         else:
-            labels = nuclei_classical(item.image, diameter=p.diameter, channel=p.channel)
+            labels = nuclei_classical(item.image, **options)
         item.labels = np.asarray(labels).astype(np.uint32, copy=False)
         sizes = {a: s for a, s in item.image.pixel_size_um.items() if a in "YX"}
         item.images["labels"] = Image(item.labels, "YX", sizes)
@@ -72,10 +93,18 @@ class SegmentNuclei(Step):
             segmenter = NucleusSegmenter.from_pretrained(p.model, device=p.device)
             # the input preparation the model chose (fluorescence, brightfield, he; mean for v1)
             item.row["stain"] = segmenter.prepare(item.image, channel=p.channel)[1]["stain"]
+            given = diameter / size if size is not None and diameter is not None else diameter
             trust = score_input(
-                segmenter, item.image, item.name, diameter=p.diameter, channel=p.channel
+                segmenter, item.image, item.source.name, diameter=given, channel=p.channel
             )
             item.row.update(trust)
+
+
+def _pixel_size(item: Item, given: float | None) -> float | None:
+    """``given``, else the item's own pixel size (mean of Y and X) when it states both."""
+    from cytolens.segment.classical import pixel_size_scalar
+
+    return given if given is not None else pixel_size_scalar(item.image.pixel_size_um)
 
 
 def _check_nuclear_stain(item: Item, channel: int | None) -> None:
@@ -120,17 +149,22 @@ class Measure(Step):
     def run(self, item: Item) -> None:
         from cytolens.core.plane import single_plane
         from cytolens.segment import measure
-        from cytolens.segment.classical import pixel_size_scalar
+        from cytolens.segment.preprocess import SEGMENT_HINT
 
-        size = self.params.pixel_size_um
-        if size is None:
-            size = pixel_size_scalar(item.image.pixel_size_um)
-        plane = single_plane(item.image, channel=self.params.channel, name=item.source.name)[0]
+        size = _pixel_size(item, self.params.pixel_size_um)
+        plane = single_plane(
+            item.image, channel=self.params.channel, name=item.source.name, hint=SEGMENT_HINT
+        )[0]
         table = measure(item.labels, plane, pixel_size_um=size)
         table.insert(0, "image", item.name)
         item.tables["nuclei"] = table
-        area = "area_um2" if "area_um2" in table else "area_px"
-        item.row[f"median_{area}"] = float(table[area].median()) if len(table) else None
+        item.row.update(_median_area(table))
+
+
+def _median_area(table: Any) -> dict[str, float | None]:
+    """``{"median_area_um2": ...}`` (``median_area_px`` without a pixel size); None if empty."""
+    area = "area_um2" if "area_um2" in table else "area_px"
+    return {f"median_{area}": float(table[area].median()) if len(table) else None}
 
 
 class SegmentCellsParams(StepParams):
@@ -146,6 +180,7 @@ class SegmentCellsParams(StepParams):
     nucleus_method: Literal["classical", "model"] = "classical"
     threshold_factor: float = Field(0.5, gt=0, le=2)
     flood: Literal["signal", "gradient"] = "signal"
+    pixel_size_um: float | None = Field(None, gt=0, description="default: from the file")
     tile_shape: int = Field(2048, ge=64)
     device: str = "auto"
 
@@ -185,7 +220,6 @@ class SegmentCells(Step):
     def run(self, item: Item) -> None:
         import warnings
 
-        from cytolens.segment.classical import pixel_size_scalar
         from cytolens.segment.whole_cells import _planes, cell_table, cells
 
         p = self.params
@@ -214,11 +248,13 @@ class SegmentCells(Step):
             item.images["nuclei"] = Image(nuclei, "YX", sizes)
         planes, _ = _planes(item.image, None, p.channel, p.nuclear_channel, item.source.name)
         intensity = np.mean([np.asarray(q, np.float32) for q in planes], axis=0)
-        size = pixel_size_scalar(item.image.pixel_size_um)
+        size = _pixel_size(item, p.pixel_size_um)
         table = cell_table(labels, nuclei if seeded else None, intensity, pixel_size_um=size)
         table.insert(0, "image", item.name)
         item.tables["cells"] = table
         item.row["cells"] = len(table)
+        item.row["seeded_by"] = "nuclei" if seeded else "foreground shape"
+        item.row.update(_median_area(table))
         notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
         if notes:
-            item.row["cell_notes"] = " | ".join(notes)
+            item.row["cell_notes"] = NOTES_SEPARATOR.join(notes)
