@@ -4,16 +4,22 @@ Run: ``python benchmarks/pipeline.py [--n 96]`` (about 10 minutes on 2 CPU cores
 with the default 96 images; ``--n 532`` takes every DSB2018 image). Writes
 ``benchmarks/results/pipeline.json`` and ``pipeline.md``.
 
-Workload: DSB2018 fluorescence images (``../shared/data/segmentation/dsb2018``)
-through focus rating -> nuclei segmentation (``nuclei-v1``) -> measurement.
+Workloads: DSB2018 fluorescence images (``../shared/data/segmentation/dsb2018``)
+through focus rating -> nuclei segmentation (the default model) -> measurement;
+and 3-D deconvolution of several volumes (``decon3d``: the real flowdec
+``bars-25pct`` observation tiled to 64 x 192 x 192 voxels, each volume with its
+own Poisson noise, deconvolved with its real PSF by ``restore.deconvolve``).
 
-- ``throughput.loop``: a plain Python loop calling the same API functions
-  (``rate_focus``, ``nuclei``, ``measure``) and writing the same outputs
-  (labels as OME-Zarr, one CSV per image), torch on 1 thread;
+- ``throughput.loop``: a plain Python loop, one image after the other,
+  calling the same functions (each step's ``run``: the focus rating, nuclei
+  and their applicability scores, the measurements) and writing the same
+  outputs (images as OME-Zarr, one CSV per table), torch on 1 thread;
 - ``throughput.in_process``: :func:`cytolens.pipeline.run_pipeline` without Dask;
 - ``throughput.workers_1`` / ``workers_2``: on a dask.distributed LocalCluster
-  of 1 or 2 worker processes x 1 thread (cluster start-up included, reported
-  apart); peak resident memory per worker sampled every 50 ms.
+  of 1 or 2 worker processes x 1 thread (cluster start-up measured apart and
+  left out of the throughput); peak resident memory per worker sampled every
+  50 ms. The ratio to the loop is the runner's overhead (journal,
+  provenance with input sha256, scheduling, atomic writes).
 - Resume: ``cytolens run`` in a subprocess is killed with SIGKILL once about
   half the items are journaled, then rerun; recomputed items (journaled
   before the kill, computed again) and differences from an uninterrupted run
@@ -51,25 +57,29 @@ DATA = ROOT.parent / "shared" / "data" / "segmentation" / "dsb2018" / "images"
 SPECS = [("focus.rate", {}), ("segment.nuclei", {}), ("segment.measure", {})]
 
 
-def plain_loop(files: list[Path], out: Path) -> float:
+def plain_loop(files: list[Path], out: Path, specs: list[tuple[str, dict]]) -> float:
     """The same work as the pipeline, written as a user would, one image after the other."""
     import torch
 
-    from cytolens.core.plane import single_plane
-    from cytolens.focus import rate_focus
     from cytolens.io import imread, imwrite
-    from cytolens.segment import measure, nuclei
+    from cytolens.pipeline import Item
 
     torch.set_num_threads(1)
-    out.mkdir(parents=True)
+    steps = make_steps(specs)
     t0 = time.perf_counter()
     for f in files:
-        image = imread(f)
-        plane = single_plane(image, lazy=True)[0]
-        rate_focus(plane)
-        labels = nuclei(image)
-        imwrite(out / f"{f.stem}.ome.zarr", labels.astype(np.uint16), axes="YX")
-        measure(labels, single_plane(image)[0]).to_csv(out / f"{f.stem}.csv", index=False)
+        item = Item(f, f.stem, imread(f))
+        for step in steps:
+            step.run(item)
+        for kind, image in item.images.items():
+            data = np.asarray(image.data)
+            if kind == "labels":
+                data = data.astype(np.uint16 if data.max() < 2**16 else np.uint32)
+            size = image.pixel_size_um or None
+            imwrite(out / kind / f"{f.stem}.ome.zarr", data, axes=image.axes, pixel_size_um=size)
+        for name, table in item.tables.items():
+            (out / name).mkdir(parents=True, exist_ok=True)
+            table.to_csv(out / name / f"{f.stem}.csv", index=False)
     return time.perf_counter() - t0
 
 
@@ -102,7 +112,9 @@ class WorkerMemory:
         self._thread.join()
 
 
-def timed_run(files: list[Path], out: Path, workers: int | None) -> dict[str, float]:
+def timed_run(
+    files: list[Path], out: Path, workers: int | None, specs: list[tuple[str, dict]]
+) -> dict[str, float]:
     """Run the pipeline; the items' wall time and the cluster start-up apart."""
     from distributed import LocalCluster
 
@@ -114,7 +126,7 @@ def timed_run(files: list[Path], out: Path, workers: int | None) -> dict[str, fl
         startup = time.perf_counter() - t0
     with WorkerMemory() as mem:
         t0 = time.perf_counter()
-        res = run_pipeline(files, make_steps(SPECS), out, workers=workers, progress=False)
+        res = run_pipeline(files, make_steps(specs), out, workers=workers, progress=False)
         total = time.perf_counter() - t0
     assert all(r["status"] == "done" for r in res.records), "an item failed"
     peak = max(mem.peaks.values(), default=0) / 2**20
@@ -207,41 +219,77 @@ def streaming(files: list[Path], tmp: Path, rate: float) -> dict[str, object]:
     }
 
 
+def throughput(
+    bench: Benchmark, key: str, files: list[Path], specs: list[tuple[str, dict]], tmp: Path
+) -> list[dict[str, object]]:
+    """Loop, in process, 1 and 2 workers on ``files``; results under ``key`` (``""``: top level)."""
+    pre = f"{key}." if key else ""
+    # warm-up: imports, model loading and caches, so the first mode is not penalized
+    run_pipeline(files[:2], make_steps(specs), tmp / f"{key}warm", progress=False)
+    loop_s = plain_loop(files, tmp / f"{key}loop", specs)
+    runs = {"in_process": timed_run(files, tmp / f"{key}in_process", None, specs)}
+    runs["workers_1"] = timed_run(files, tmp / f"{key}w1", 1, specs)
+    runs["workers_2"] = timed_run(files, tmp / f"{key}w2", 2, specs)
+    n = len(files)
+    bench.set(f"{pre}items", n)
+    bench.set(f"{pre}throughput.loop", round(n / loop_s, 3))
+    rows = [{"mode": "plain loop", "items/s": n / loop_s, "seconds": loop_s,
+             "cluster start-up s": None, "peak MB per worker": None}]  # fmt: skip
+    for mode, r in runs.items():
+        items_s = r["seconds"] - r["startup_s"]
+        bench.set(f"{pre}throughput.{mode}", round(n / items_s, 3))
+        bench.set(f"{pre}seconds.{mode}", round(r["seconds"], 2))
+        bench.set(f"{pre}cluster_startup_s.{mode}", round(r["startup_s"], 2))
+        bench.set(f"{pre}peak_worker_mb.{mode}", round(r["peak_worker_mb"], 1))
+        rows.append({"mode": mode, "items/s": n / items_s, "seconds": r["seconds"],
+                     "cluster start-up s": r["startup_s"],
+                     "peak MB per worker": r["peak_worker_mb"]})  # fmt: skip
+    w1 = (runs["workers_1"]["seconds"] - runs["workers_1"]["startup_s"]) / n
+    bench.set(f"{pre}overhead_per_task_s", round(w1 - loop_s / n, 4))
+    bench.set(f"{pre}ratio.workers_1_vs_loop", round(loop_s / n / w1, 3))
+    w2 = (runs["workers_2"]["seconds"] - runs["workers_2"]["startup_s"]) / n
+    bench.set(f"{pre}ratio.workers_2_vs_workers_1", round(w1 / w2, 3))
+    return rows
+
+
+def decon_volumes(folder: Path, n: int) -> tuple[list[Path], Path]:
+    """``n`` volumes of 64 x 192 x 192 voxels from the real bars observation, and its PSF."""
+    from cytolens.io import imread, imwrite
+
+    bars = ROOT.parent / "shared" / "data" / "deconvolution" / "flowdec" / "bars-25pct"
+    observed = np.clip(np.asarray(imread(bars / "data.tif").data, np.float32), 0, None)
+    big = np.tile(observed, (2, 3, 3))
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(n):
+        path = folder / f"volume_{i:02d}.tif"
+        imwrite(path, rng.poisson(big).astype(np.float32), axes="ZYX")
+        files.append(path)
+    return files, bars / "kernel.tif"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=96, help="DSB2018 images (532 = all)")
+    parser.add_argument("--volumes", type=int, default=8, help="3-D deconvolution volumes")
     parser.add_argument("--rates", default="1,2", help="streaming rates, images/s")
     args = parser.parse_args()
     files = sorted(DATA.glob("*.png"))[: args.n]
     bench = Benchmark("pipeline", description=__doc__.split("\n\n")[1].replace("\n", " "))
     tmp = Path(tempfile.mkdtemp(prefix="cytolens-pipeline-"))
     try:
-        # warm-up: imports, model loading and caches, so the first mode is not penalized
-        run_pipeline(files[:2], make_steps(SPECS), tmp / "warm", progress=False)
-        loop_s = plain_loop(files, tmp / "loop")
-        runs = {"in_process": timed_run(files, tmp / "in_process", None)}
-        runs["workers_1"] = timed_run(files, tmp / "w1", 1)
-        runs["workers_2"] = timed_run(files, tmp / "w2", 2)
         n = len(files)
         bench.set("images", n)
-        bench.set("throughput.loop", round(n / loop_s, 3))
-        rows = [{"mode": "plain loop", "images/s": n / loop_s, "seconds": loop_s,
-                 "cluster start-up s": None, "peak MB per worker": None}]  # fmt: skip
-        for mode, r in runs.items():
-            items_s = r["seconds"] - r["startup_s"]
-            bench.set(f"throughput.{mode}", round(n / items_s, 3))
-            bench.set(f"seconds.{mode}", round(r["seconds"], 2))
-            bench.set(f"cluster_startup_s.{mode}", round(r["startup_s"], 2))
-            bench.set(f"peak_worker_mb.{mode}", round(r["peak_worker_mb"], 1))
-            rows.append({"mode": mode, "images/s": n / items_s, "seconds": r["seconds"],
-                         "cluster start-up s": r["startup_s"],
-                         "peak MB per worker": r["peak_worker_mb"]})  # fmt: skip
-        w1 = (runs["workers_1"]["seconds"] - runs["workers_1"]["startup_s"]) / n
-        bench.set("overhead_per_task_s", round(w1 - loop_s / n, 4))
-        bench.set("ratio.workers_1_vs_loop", round(loop_s / n / w1, 3))
-        w2 = (runs["workers_2"]["seconds"] - runs["workers_2"]["startup_s"]) / n
-        bench.set("ratio.workers_2_vs_workers_1", round(w1 / w2, 3))
+        rows = throughput(bench, "", files, SPECS, tmp)
         bench.table(f"Throughput on {n} DSB2018 images (focus -> nuclei -> measure)", rows)
+        volumes, psf = decon_volumes(tmp / "volumes", args.volumes)
+        specs = [("restore.deconvolve", {"psf": str(psf)})]
+        rows = throughput(bench, "decon3d", volumes, specs, tmp)
+        bench.table(
+            f"Throughput on {len(volumes)} volumes of 64 x 192 x 192 voxels (restore.deconvolve)",
+            rows,
+        )
         resume = resume_check(files[: min(n, 24)], tmp)
         for key, value in resume.items():
             bench.set(f"resume.{key}", value)

@@ -204,6 +204,17 @@ def test_local_dask_cluster_gives_the_same_results(images, tmp_path):
     )
 
 
+def test_local_workers_keep_glibc_malloc_thresholds():
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_, which made the torch steps 1.6x slower
+    from cytolens.pipeline.runner import Executor
+
+    with Executor(1, 1, None, "auto") as executor:
+        env = executor._client.run(lambda: dict(os.environ))
+    (worker_env,) = env.values()
+    assert "MALLOC_TRIM_THRESHOLD_" not in worker_env
+    assert worker_env["OMP_NUM_THREADS"] == "1"  # Dask's other settings are kept
+
+
 def test_unreachable_scheduler(images, tmp_path):
     with pytest.raises(InputError, match=r"--scheduler tcp://127\.0\.0\.1:9: cannot connect"):
         run_pipeline(

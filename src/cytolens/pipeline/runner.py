@@ -408,13 +408,22 @@ class Executor:
             except (OSError, TimeoutError) as exc:
                 raise InputError(f"--scheduler {self.scheduler}: cannot connect ({exc})") from None
         else:
-            self._cluster = LocalCluster(
-                n_workers=self.workers,
-                threads_per_worker=self.threads,
-                processes=True,
-                memory_limit=self.memory_limit,
-                dashboard_address=None,
-            )
+            import dask
+
+            # Dask's nannies set MALLOC_TRIM_THRESHOLD_ before spawning a worker; fixing
+            # glibc's trim threshold also fixes its mmap threshold, so every large array
+            # is mapped and faulted in afresh: the torch steps ran 1.6x slower in a worker
+            # (measured, benchmarks/pipeline.py). None keeps the variable out.
+            key = "distributed.nanny.pre-spawn-environ"
+            environ = {**dask.config.get(key, {}), "MALLOC_TRIM_THRESHOLD_": None}
+            with dask.config.set({key: environ}):
+                self._cluster = LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=self.threads,
+                    processes=True,
+                    memory_limit=self.memory_limit,
+                    dashboard_address=None,
+                )
             self._client = Client(self._cluster)
         return self
 
