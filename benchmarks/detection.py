@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cytolens.core.tables import BOX_COLUMNS
 from cytolens.detect import Detector, detect_classical, read_voc, validate_boxes
 from cytolens.evaluate.detection import box_iou_matrix, detection_scores
 from cytolens.io import imread
@@ -44,8 +45,8 @@ def _precision_recall(pred: pd.DataFrame, truth: pd.DataFrame, cls: str) -> tupl
         p = pred[(pred["filename"] == filename) & (pred["class"] == cls)]
         p = p.sort_values("score", ascending=False)
         used = np.zeros(len(gt), bool)
-        boxes = gt[["xmin", "ymin", "xmax", "ymax"]].to_numpy(float)
-        for box in p[["xmin", "ymin", "xmax", "ymax"]].to_numpy(float):
+        boxes = gt[list(BOX_COLUMNS)].to_numpy(float)
+        for box in p[list(BOX_COLUMNS)].to_numpy(float):
             iou = box_iou_matrix(box[None], boxes)[0]
             iou[used] = -1
             j = int(np.argmax(iou))
@@ -78,8 +79,8 @@ def _pycocotools_map(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float
                 "id": n + 1,
                 "image_id": images[r.filename],
                 "category_id": classes.index(r.cls) + 1,
-                "bbox": [r.xmin, r.ymin, r.xmax - r.xmin, r.ymax - r.ymin],
-                "area": float((r.xmax - r.xmin) * (r.ymax - r.ymin)),
+                "bbox": [r.xmin_px, r.ymin_px, r.xmax_px - r.xmin_px, r.ymax_px - r.ymin_px],
+                "area": float((r.xmax_px - r.xmin_px) * (r.ymax_px - r.ymin_px)),
                 "iscrowd": 0,
             }
             for n, r in enumerate(truth.rename(columns={"class": "cls"}).itertuples())
@@ -92,7 +93,7 @@ def _pycocotools_map(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float
                 {
                     "image_id": images[r.filename],
                     "category_id": classes.index(r.cls) + 1,
-                    "bbox": [r.xmin, r.ymin, r.xmax - r.xmin, r.ymax - r.ymin],
+                    "bbox": [r.xmin_px, r.ymin_px, r.xmax_px - r.xmin_px, r.ymax_px - r.ymin_px],
                     "score": r.score,
                 }
                 for r in pred.rename(columns={"class": "cls"}).itertuples()

@@ -280,7 +280,8 @@ def _sim_figures(bench: Benchmark, table: pd.DataFrame, test_set: list, fm: Any)
         for ax, rec in zip(axes.flat, pick.itertuples(), strict=False):
             ev = test_set[int(rec.image_id)]
             ps = fm.patch_size
-            patch = ev.image[int(rec.y0) : int(rec.y0) + ps, int(rec.x0) : int(rec.x0) + ps]
+            y0, x0 = int(rec.y0_px), int(rec.x0_px)
+            patch = ev.image[y0 : y0 + ps, x0 : x0 + ps]
             ax.imshow(to_display(patch), cmap="gray")
             ax.set_title(
                 f"{ev.source[:14]}\ntrue {rec.true_level} pred {rec.level} c={rec.certainty:.2f}",

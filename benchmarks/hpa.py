@@ -349,17 +349,15 @@ def main() -> None:
 
 
 def _examples(imgs: list[Any], model: LocalizationModel) -> Any:
-    import pandas as pd
-
     from cytolens.report import draw_boxes, image_panel
 
     panels = {}
     for img in imgs:
         table, _, _ = classify_cells(img, model=model)
         keep = table[table["confidence"] > 0.7]
-        boxes = pd.DataFrame({"class": keep["nucleolar"], "xmin": keep["xmin"],
-                              "ymin": keep["ymin"], "xmax": keep["xmax"], "ymax": keep["ymax"],
-                              "score": keep["confidence"]})  # fmt: skip
+        boxes = keep.assign(**{"class": keep["nucleolar"], "score": keep["confidence"]})[
+            ["class", "xmin_px", "ymin_px", "xmax_px", "ymax_px", "score"]
+        ]
         res = localization(img, model=model)
         title = f"{img.metadata['sample_id'][:8]}: {', '.join(res.labels[:3]) or '-'}"
         panels[title] = draw_boxes(hpa_composite(img), boxes)

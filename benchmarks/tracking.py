@@ -94,8 +94,8 @@ def run_laptrack(labels: np.ndarray, max_d: float) -> tuple[Any, pd.DataFrame]:
     from laptrack import LapTrack
 
     table = detections(labels)
-    t = table["t"].to_numpy()
-    frames = [table.loc[t == i, ["y", "x"]].to_numpy() for i in range(labels.shape[0])]
+    t = table["frame"].to_numpy()
+    frames = [table.loc[t == i, ["y_px", "x_px"]].to_numpy() for i in range(labels.shape[0])]
     starts = np.concatenate([[0], np.cumsum([len(f) for f in frames])[:-1]])
     tracker = LapTrack(
         cutoff=max_d**2,
@@ -114,12 +114,10 @@ def run_trackpy(labels: np.ndarray, max_d: float) -> tuple[Any, pd.DataFrame]:
 
     trackpy.quiet()
     table = detections(labels)
-    linked = trackpy.link_df(
-        table.assign(frame=table["t"]), search_range=max_d, pos_columns=["y", "x"], memory=GAP
-    )
+    linked = trackpy.link_df(table, search_range=max_d, pos_columns=["y_px", "x_px"], memory=GAP)
     links = []
     for _, g in linked.groupby("particle"):
-        rows = g.sort_values("t").index.to_numpy()
+        rows = g.sort_values("frame").index.to_numpy()
         links.extend(pairwise(rows))
     return from_links(labels, table, links)
 

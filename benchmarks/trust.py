@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from cytolens.core.tables import BOX_COLUMNS
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -86,7 +88,7 @@ def detector_errors(predictor: Any, stems: list[str]) -> list[float]:
         image = sets.rgb(sets.read(sets.BCCD / "JPEGImages" / f"{s}.jpg"))
         truth = read_voc(sets.BCCD / "Annotations" / f"{s}.xml").assign(filename=s)
         pred = predictor.predict(image, min_score=0.01).assign(filename=s)
-        aps = detection_ap(pred, truth[["filename", "class", "xmin", "ymin", "xmax", "ymax"]])
+        aps = detection_ap(pred, truth[["filename", "class", *BOX_COLUMNS]])
         errors.append(1.0 - float(np.mean(list(aps.values()))))
     return errors
 

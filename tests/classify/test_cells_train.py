@@ -43,7 +43,7 @@ def test_segment_cells_finds_each_cell_around_its_nucleus():
         assert 0.15 < (nuclei == k).sum() / (cells == k).sum() < 0.3  # 13^2 / 30^2 = 0.19
     table = cell_table(nuclei, cells)
     assert list(table["cell_id"]) == [1, 2, 3]
-    assert (table["xmax"] - table["xmin"]).between(55, 65).all()
+    assert (table["xmax_px"] - table["xmin_px"]).between(55, 65).all()
 
 
 def test_segment_cells_on_an_empty_image_returns_no_cells():

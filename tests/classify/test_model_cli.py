@@ -87,8 +87,8 @@ def test_cells_of_a_real_image(hpa: Path) -> None:
     # every cell holds its nucleus, and its box lies inside the image
     assert ((cells > 0) | (nuclei == 0)).all()
     h, w = img.shape[1:]
-    assert (table["xmin"] >= 0).all() and (table["xmax"] <= w).all()
-    assert (table["ymin"] >= 0).all() and (table["ymax"] <= h).all()
+    assert (table["xmin_px"] >= 0).all() and (table["xmax_px"] <= w).all()
+    assert (table["ymin_px"] >= 0).all() and (table["ymax_px"] <= h).all()
     assert set(table["nucleolar"]) <= {"Nucleoli", "Not Nucleoli"}
     assert table["confidence"].between(0.5, 1).all()
 

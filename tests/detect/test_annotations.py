@@ -47,13 +47,36 @@ def test_voc_csv_coco_round_trips(tmp_path):
     pd.testing.assert_frame_equal(read_coco(tmp_path / "boxes.json"), table)
 
 
+def test_boxes_csv_of_an_earlier_version_is_read_with_unit_names(tmp_path):
+    table = _table().assign(score=0.5)
+    old = table.rename(
+        columns=dict(zip(COLUMNS[4:], ["xmin", "ymin", "xmax", "ymax"], strict=True))
+    )
+    old.to_csv(tmp_path / "old.csv", index=False)  # as earlier versions wrote boxes.csv
+    back = read_boxes_csv(tmp_path / "old.csv")
+    pd.testing.assert_frame_equal(back, table)
+    pd.testing.assert_frame_equal(read_annotations(tmp_path / "old.csv"), table)
+    # messages name the file's own column
+    (tmp_path / "bad.csv").write_text(
+        "filename,width,height,class,xmin,ymin,xmax,ymax\na.jpg,640,480,RBC,1,x,5,6\n"
+    )
+    with pytest.raises(FileFormatError, match="line 2, column 'ymin': 'x' is not a number"):
+        read_boxes_csv(tmp_path / "bad.csv")
+    write_boxes_csv(back, tmp_path / "new.csv")
+    assert (tmp_path / "new.csv").read_text().splitlines()[0] == (
+        "filename,width,height,class,xmin_px,ymin_px,xmax_px,ymax_px,score"
+    )
+
+
 def test_scores_survive_voc_and_labelimg_fields_are_written(tmp_path):
-    boxes = _table().iloc[:1][["class", "xmin", "ymin", "xmax", "ymax"]].assign(score=0.93)
+    boxes = (
+        _table().iloc[:1][["class", "xmin_px", "ymin_px", "xmax_px", "ymax_px"]].assign(score=0.93)
+    )
     path = write_voc(boxes, tmp_path / "p.xml", filename="a.jpg", width=640, height=480)
     text = path.read_text()
     for tag in ("<filename>a.jpg</filename>", "<depth>3</depth>", "<score>0.9300</score>"):
         assert tag in text
-    assert read_voc(path)["xmax"].tolist() == [110]
+    assert read_voc(path)["xmax_px"].tolist() == [110]
 
 
 def test_validation_clips_drops_and_reports():
@@ -67,7 +90,7 @@ def test_validation_clips_drops_and_reports():
         columns=COLUMNS,
     )
     fixed, problems = validate_boxes(table, classes=["RBC"])
-    assert len(fixed) == 2 and fixed["xmin"].tolist() == [0, 10]
+    assert len(fixed) == 2 and fixed["xmin_px"].tolist() == [0, 10]
     assert len(problems) == 3 and all(p.startswith("a.jpg: RBC box") for p in problems)
     with pytest.raises(InputError, match=r"a.jpg: RBC box \(-5, 10, 40, 50\).*and 2 more"):
         validate_boxes(table, strict=True)
@@ -102,7 +125,9 @@ def test_real_bccd_annotations_read_and_validate(shared_data):
     fixed, problems = validate_boxes(table, classes=["RBC", "WBC", "Platelets"])
     # the source has zero-size boxes and boxes crossing the image border: reported, not fatal
     assert problems and len(fixed) == len(table) - sum("dropped" in p for p in problems)
-    assert (fixed["xmax"] <= fixed["width"]).all() and (fixed["xmin"] < fixed["xmax"]).all()
+    assert (fixed["xmax_px"] <= fixed["width"]).all() and (
+        fixed["xmin_px"] < fixed["xmax_px"]
+    ).all()
 
 
 def test_missing_image_is_named(shared_data, tmp_path):

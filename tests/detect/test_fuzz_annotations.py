@@ -76,7 +76,7 @@ def check(reader: Reader, path: Path) -> None:
     assert set(COLUMNS) <= set(table.columns)
     for c in ("width", "height"):
         assert all(isinstance(v, int) and v >= 1 for v in table[c].tolist()), table[c]
-    coords = table[["xmin", "ymin", "xmax", "ymax"]].to_numpy(float)
+    coords = table[["xmin_px", "ymin_px", "xmax_px", "ymax_px"]].to_numpy(float)
     assert all(math.isfinite(v) for v in coords.ravel())
     assert (coords[:, 0] <= coords[:, 2]).all() and (coords[:, 1] <= coords[:, 3]).all()
     assert all(isinstance(v, str) and v for v in table["class"].tolist())
@@ -84,7 +84,7 @@ def check(reader: Reader, path: Path) -> None:
         fixed, _ = validate_boxes(table)
     except CytolensError:
         return
-    inside = fixed[["xmin", "ymin", "xmax", "ymax"]].to_numpy(float)
+    inside = fixed[["xmin_px", "ymin_px", "xmax_px", "ymax_px"]].to_numpy(float)
     assert (inside[:, 0] < inside[:, 2]).all() and (inside[:, 1] < inside[:, 3]).all()
     assert (inside[:, 0] >= 0).all() and (inside[:, 2] <= fixed["width"].to_numpy()).all()
 

@@ -24,6 +24,10 @@ def test_geojson_flag_writes_one_rectangle_per_box(tmp_path):
     no_temporaries(out)
     boxes = pd.read_csv(out / "boxes.csv")
     assert len(boxes) == row["boxes"] > 0
+    # coordinates name their unit; the VOC file beside keeps VOC's own names
+    assert list(boxes.columns[4:9]) == ["xmin_px", "ymin_px", "xmax_px", "ymax_px", "score"]
+    assert {"xmin", "ymin", "xmax", "ymax"}.isdisjoint(boxes.columns)
+    assert "<xmin>" in (out / "blood_smear.xml").read_text()
     doc = json.loads((out / row["geojson"]).read_text())
     assert doc["type"] == "FeatureCollection"
     features = doc["features"]
@@ -33,8 +37,8 @@ def test_geojson_flag_writes_one_rectangle_per_box(tmp_path):
         (ring,) = feature["geometry"]["coordinates"]
         ring = np.asarray(ring)
         assert ring.shape == (5, 2) and (ring[0] == ring[-1]).all()  # a closed rectangle
-        np.testing.assert_allclose(ring.min(axis=0), [box["xmin"], box["ymin"]])
-        np.testing.assert_allclose(ring.max(axis=0), [box["xmax"], box["ymax"]])
+        np.testing.assert_allclose(ring.min(axis=0), [box["xmin_px"], box["ymin_px"]])
+        np.testing.assert_allclose(ring.max(axis=0), [box["xmax_px"], box["ymax_px"]])
         props = feature["properties"]
         assert props["classification"]["name"] == box["class"]
         assert props["objectType"] == "detection"
@@ -66,7 +70,7 @@ def test_roi_flag_writes_an_imagej_roi_set_per_image(tmp_path):
     for k, (roi, box) in enumerate(zip(rois, boxes.to_dict("records"), strict=True)):
         assert roi.roitype == roifile.ROI_TYPE.RECT and roi.name == f"{box['class']}-{k + 1}"
         # ImageJ rectangles have integer pixel corners: the box's, truncated
-        assert (roi.left, roi.top) == (int(box["xmin"]), int(box["ymin"]))
-        assert (roi.right, roi.bottom) == (int(box["xmax"]), int(box["ymax"]))
+        assert (roi.left, roi.top) == (int(box["xmin_px"]), int(box["ymin_px"]))
+        assert (roi.right, roi.bottom) == (int(box["xmax_px"]), int(box["ymax_px"]))
     assert rows["blank.png"]["boxes"] == 0
     assert roifile.roiread(out / rows["blank.png"]["rois"]) == []  # an empty set, not missing

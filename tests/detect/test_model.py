@@ -65,7 +65,7 @@ def test_card_and_sample_detection(detector):
     image = data.blood_smear()
     boxes = detect(image, model=detector)
     assert (boxes["score"] >= 0.7).all()
-    assert (boxes["xmin"] >= 0).all() and (boxes["xmax"] <= 640).all()
+    assert (boxes["xmin_px"] >= 0).all() and (boxes["xmax_px"] <= 640).all()
     truth = validate_boxes(data.blood_smear_boxes())[0]
     scores = detection_scores(boxes.assign(filename=truth["filename"].iloc[0]), truth)
     assert scores["per_class"]["WBC"]["ap50"] == 1.0  # the one white cell, found and alone
@@ -128,11 +128,11 @@ def test_score_calibration_keeps_ranking_and_moves_the_pivot_to_the_default():
     with pytest.raises(InputError, match="pivot"):
         calibrate_score(raw, pivot=1.0)
     # 4 true boxes; predictions: 3 hits at 0.5, 0.45, 0.4 then misses below -> pivot 0.4
-    truth = pd.DataFrame({"filename": "a", "class": "c", "xmin": [0, 20, 40, 60],
-                          "ymin": 0, "xmax": [10, 30, 50, 70], "ymax": 10})  # fmt: skip
+    truth = pd.DataFrame({"filename": "a", "class": "c", "xmin_px": [0, 20, 40, 60],
+                          "ymin_px": 0, "xmax_px": [10, 30, 50, 70], "ymax_px": 10})  # fmt: skip
     hits = truth.iloc[:3].assign(score=[0.5, 0.45, 0.4])
-    misses = pd.DataFrame({"filename": "a", "class": "c", "xmin": [100, 120], "ymin": 0,
-                           "xmax": [110, 130], "ymax": 10, "score": [0.2, 0.1]})  # fmt: skip
+    misses = pd.DataFrame({"filename": "a", "class": "c", "xmin_px": [100, 120], "ymin_px": 0,
+                           "xmax_px": [110, 130], "ymax_px": 10, "score": [0.2, 0.1]})  # fmt: skip
     pivots = fit_score_pivots(pd.concat([hits, misses]), truth, ["c", "d"])
     assert pivots == {"c": 0.4, "d": 0.5}
 

@@ -123,18 +123,18 @@ def test_convert_to_an_existing_folder_or_over_an_input_is_refused(labelimg, tmp
 # --- bad annotation files: one line naming the file, the line and the column --------------
 
 BAD_CSV = {
-    "short row": ([GOOD, "BloodImage_00000.jpg,640,480,RBC,10,20,60"], r"line 3, column 'ymax'"),
+    "short row": ([GOOD, "BloodImage_00000.jpg,640,480,RBC,10,20,60"], r"line 3, column 'ymax_px'"),
     "text coordinate": (
         ["BloodImage_00000.jpg,640,480,RBC,10,twenty,60,70"],
-        r"line 2, column 'ymin': 'twenty' is not a number",
+        r"line 2, column 'ymin_px': 'twenty' is not a number",
     ),
     "nan coordinate": (
         [GOOD, "", "BloodImage_00000.jpg,640,480,RBC,nan,20,60,70"],
-        r"line 4, column 'xmin': 'nan' is not a finite",
+        r"line 4, column 'xmin_px': 'nan' is not a finite",
     ),
     "inf coordinate": (
         ["BloodImage_00000.jpg,640,480,RBC,10,20,inf,70"],
-        r"line 2, column 'xmax'",
+        r"line 2, column 'xmax_px'",
     ),
     "inverted box": (["BloodImage_00000.jpg,640,480,RBC,60,20,10,70"], r"line 2: inverted box"),
     "zero width": (["BloodImage_00000.jpg,0,480,RBC,10,20,60,70"], r"line 2, column 'width'"),
@@ -182,10 +182,10 @@ def test_short_csv_row_is_refused_by_convert_and_train(labelimg, tmp_path):
     path = _csv(tmp_path, GOOD, "BloodImage_00001.jpg,640,480,WBC,10,20,60")
     before = digest(tmp_path)
     proc = cytolens("detect", "convert", path, "--to", "coco", "--out", tmp_path / "b.json")
-    one_line_error(proc, r"boxes\.csv, line 3, column 'ymax': no value")
+    one_line_error(proc, r"boxes\.csv, line 3, column 'ymax_px': no value")
     out = tmp_path / "model"
     proc = cytolens("detect", "train", "--images", labelimg, "--annotations", path, "--out", out)
-    one_line_error(proc, r"boxes\.csv, line 3, column 'ymax': no value")
+    one_line_error(proc, r"boxes\.csv, line 3, column 'ymax_px': no value")
     assert not out.exists() and digest(tmp_path) == before
 
 
@@ -252,7 +252,9 @@ def test_bad_coco_entries_are_named(tmp_path):
         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 30, 40]}],
     }
     path.write_text(json.dumps(good))
-    assert read_coco(path)[["xmin", "ymin", "xmax", "ymax"]].values.tolist() == [[1, 2, 31, 42]]
+    assert read_coco(path)[["xmin_px", "ymin_px", "xmax_px", "ymax_px"]].values.tolist() == [
+        [1, 2, 31, 42]
+    ]
     for bbox, pattern in [
         ([1, 2, "x", 40], r"annotations\[0\] 'bbox': 'x' is not a number"),
         ([1, 2, -30, 40], r"annotations\[0\]: 'bbox' .* negative width"),
@@ -274,7 +276,7 @@ def test_bad_coco_entries_are_named(tmp_path):
 
 def test_in_memory_tables_with_nan_and_one_image_of_two_sizes(tmp_path):
     table = pd.DataFrame([["a.jpg", 640, 480, "RBC", 10, 20, 60, np.nan]], columns=COLUMNS)
-    with pytest.raises(InputError, match=r"a\.jpg: box 1 \(RBC\) has ymax nan"):
+    with pytest.raises(InputError, match=r"a\.jpg: box 1 \(RBC\) has ymax_px nan"):
         validate_boxes(table)
     _csv(tmp_path, GOOD, "BloodImage_00000.jpg,320,240,RBC,1,2,3,4")
     with pytest.raises(InputError, match=r"BloodImage_00000\.jpg is given different sizes"):

@@ -9,7 +9,9 @@ from cytolens.evaluate.detection import box_iou_matrix, detection_ap, detection_
 
 
 def _table(rows, score=False):
-    cols = ["filename", "class", "xmin", "ymin", "xmax", "ymax"] + (["score"] if score else [])
+    cols = ["filename", "class", "xmin_px", "ymin_px", "xmax_px", "ymax_px"] + (
+        ["score"] if score else []
+    )
     return pd.DataFrame(rows, columns=cols)
 
 

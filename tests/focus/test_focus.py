@@ -75,7 +75,7 @@ def test_patch_table_columns_and_probabilities(model):
     probs = t[[f"p{k}" for k in range(11)]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(t["certainty"], certainty(probs), atol=1e-6)
-    assert list(t[["row", "col", "y0", "x0"]].iloc[-1]) == [1, 2, 84, 168]
+    assert list(t[["row", "col", "y0_px", "x0_px"]].iloc[-1]) == [1, 2, 84, 168]
     assert set(res.summary()) >= {"verdict", "mean_level", "p_in_focus", "blank_fraction"}
 
 
@@ -90,7 +90,9 @@ def test_dask_input_and_batching_give_the_same_patches(shared_data, model):
     lo, hi = np.percentile(img.astype(np.float32), (model.normalizer.pmin, model.normalizer.pmax))
     last = ref.patches.iloc[-1]
     alone = model.predict(
-        img[None, int(last.y0) : int(last.y0) + 84, int(last.x0) : int(last.x0) + 84], lo=lo, hi=hi
+        img[None, int(last.y0_px) : int(last.y0_px) + 84, int(last.x0_px) : int(last.x0_px) + 84],
+        lo=lo,
+        hi=hi,
     )
     np.testing.assert_allclose(
         alone[0], last[[f"p{k}" for k in range(11)]].astype(float), atol=1e-5
@@ -118,7 +120,7 @@ def test_best_plane_picks_sharpest_simulated_plane(model):
     )
     best, scores = best_plane(stack, model=model)
     assert best == 3
-    assert list(scores["z"]) == list(range(6))
+    assert list(scores["z_px"]) == list(range(6))
     best_c, _ = best_plane(np.moveaxis(stack, 0, -1), axes="YXZ", method="brenner_gradient")
     assert best_c == 3
 
@@ -177,8 +179,8 @@ def test_overlay_of_a_large_lazy_image_is_shrunk_with_the_frames_in_place(shared
     t = res.patches
     k = int(t["certainty"].idxmax())
     rgba = level_rgba([t.loc[k, "level"]], 11, [t.loc[k, "certainty"]])[0]
-    y, x = -(-int(t.loc[k, "y0"]) // f), -(-int(t.loc[k, "x0"]) // f)
-    corner = full[int(t.loc[k, "y0"]), int(t.loc[k, "x0"])].astype(int)
+    y, x = -(-int(t.loc[k, "y0_px"]) // f), -(-int(t.loc[k, "x0_px"]) // f)
+    corner = full[int(t.loc[k, "y0_px"]), int(t.loc[k, "x0_px"])].astype(int)
     assert np.abs(small[y, x].astype(int) - corner).max() <= 3
     assert np.abs(small[y, x] / 255 - rgba[:3]).max() < 1 - rgba[3] + 0.01
     with pytest.raises(InputError, match="max_side must be >= 1"):
@@ -342,3 +344,29 @@ def test_cli_rate_picks_the_channel_of_a_multichannel_image(tmp_path):
         assert result.exit_code == 0, result.output
         levels.append(pd.read_csv(out / "focus.csv")["mean_level"].iloc[0])
     assert levels[0] + 3 < levels[1]
+
+
+def test_cli_tables_name_their_units(tmp_path):
+    """``cytolens focus rate`` / ``best-plane`` in a subprocess: pixel columns end in ``_px``."""
+    import json
+
+    from tests.clitools import cytolens
+
+    from cytolens import data
+    from cytolens.io import imwrite
+
+    sharp = data.nuclei().data[:96, :180]
+    image = imwrite(tmp_path / "sharp.tif", sharp)
+    stack = imwrite(tmp_path / "stack.tif", np.stack([sharp // 2, sharp, sharp // 3]), axes="ZYX")
+    out = tmp_path / "out"
+    proc = cytolens("focus", "rate", image, "--out", out, "--no-overlays", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "focus.csv")
+    assert table[["height_px", "width_px"]].to_numpy().tolist() == [[96, 180]]
+    assert {"height", "width"}.isdisjoint(table.columns)
+    planes = tmp_path / "planes.csv"
+    proc = cytolens("focus", "best-plane", stack, "--method", "brenner_gradient", "--out", planes,
+                    "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert pd.read_csv(planes)["z_px"].tolist() == [0, 1, 2]
+    assert json.loads(proc.stdout)["planes"][1]["z_px"] == 1

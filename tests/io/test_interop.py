@@ -59,7 +59,7 @@ def test_roi_set_of_boxes(tmp_path: Path) -> None:
     rois = roifile.roiread(out)
     assert len(rois) == len(boxes)
     assert (rois[0].left, rois[0].top, rois[0].right, rois[0].bottom) == tuple(
-        int(boxes.iloc[0][c]) for c in ("xmin", "ymin", "xmax", "ymax")
+        int(boxes.iloc[0][c]) for c in ("xmin_px", "ymin_px", "xmax_px", "ymax_px")
     )
 
 
@@ -75,7 +75,9 @@ def test_geojson_one_feature_per_object(tmp_path: Path) -> None:
         assert feature["properties"]["label"] == label
         assert feature["properties"]["objectType"] == "detection"
         np.testing.assert_array_equal(_rasterize(ring, labels.shape), labels == label)
-    boxes = pd.DataFrame({"class": ["RBC"], "xmin": [1], "ymin": [2], "xmax": [5], "ymax": [9]})
+    boxes = pd.DataFrame(
+        {"class": ["RBC"], "xmin_px": [1], "ymin_px": [2], "xmax_px": [5], "ymax_px": [9]}
+    )
     doc = json.loads(write_geojson(tmp_path / "b.geojson", boxes=boxes).read_text())
     assert doc["features"][0]["properties"]["classification"] == {"name": "RBC"}
 
@@ -98,7 +100,7 @@ def test_trackmate_round_trip_with_a_division(tmp_path: Path) -> None:
     rows += [(2, t, 6.0, 12.0 + t, 1) for t in range(3, 5)]
     rows += [(3, t, 14.0, 12.0 - t, 1) for t in range(3, 6)]
     rows += [(4, t, 30.0, 30.0, 0) for t in range(1, 4)]
-    tracks = pd.DataFrame(rows, columns=["track_id", "t", "y", "x", "parent_track_id"])
+    tracks = pd.DataFrame(rows, columns=["track_id", "frame", "y_px", "x_px", "parent_track_id"])
     out = write_trackmate_xml(tmp_path / "t.xml", tracks, pixel_size_um=0.5, frame_interval_s=30)
     import xml.etree.ElementTree as ET
 
@@ -106,10 +108,10 @@ def test_trackmate_round_trip_with_a_division(tmp_path: Path) -> None:
     assert model.get("spatialunits") == "micron" and len(list(model.iter("Track"))) == 2
     back = read_trackmate_xml(out)
     # same segments (ids by first appearance), positions in um, same lineage
-    expected = tracks.sort_values(["track_id", "t"]).reset_index(drop=True)
+    expected = tracks.sort_values(["track_id", "frame"]).reset_index(drop=True)
     np.testing.assert_array_equal(back["track_id"], expected["track_id"])
-    np.testing.assert_array_equal(back["t"], expected["t"])
-    np.testing.assert_allclose(back[["y", "x"]], expected[["y", "x"]] * 0.5)
+    np.testing.assert_array_equal(back["frame"], expected["frame"])
+    np.testing.assert_allclose(back[["y_um", "x_um"]], expected[["y_px", "x_px"]] * 0.5)
     np.testing.assert_array_equal(back["parent_track_id"], expected["parent_track_id"])
 
 
@@ -119,8 +121,9 @@ def test_trackmate_round_trip_of_a_real_tracking_result(tmp_path: Path) -> None:
     result = track_movie(data.tracking().data[:6])
     out = write_trackmate_xml(tmp_path / "sim.xml", result.tracks)
     back = read_trackmate_xml(out)
-    expected = result.tracks.sort_values(["track_id", "t"])
+    expected = result.tracks.sort_values(["track_id", "frame"])
     assert len(back) == len(expected) and back["track_id"].nunique() == result.n_tracks
-    got = back.sort_values(["t", "y", "x"])[["t", "y", "x"]].to_numpy()
-    want = expected.sort_values(["t", "y", "x"])[["t", "y", "x"]].to_numpy()
+    columns = ["frame", "y_px", "x_px"]  # no pixel size: the model is in pixels
+    got = back.sort_values(columns)[columns].to_numpy()
+    want = expected.sort_values(columns)[columns].to_numpy()
     np.testing.assert_allclose(got, want)

@@ -55,7 +55,9 @@ def compute() -> dict[str, np.ndarray]:
     out["segment_given"] = nuclei(crop, diameter=16, device="cpu").astype(np.uint16)
     out["segment_estimated"] = nuclei(crop, device="cpu").astype(np.uint16)
     boxes = detect(data.blood_smear().data, min_score=0.05, device="cpu")
-    out["detect_boxes"] = boxes[["xmin", "ymin", "xmax", "ymax", "score"]].to_numpy(np.float64)
+    out["detect_boxes"] = boxes[["xmin_px", "ymin_px", "xmax_px", "ymax_px", "score"]].to_numpy(
+        np.float64
+    )
     out["detect_classes"] = np.array(boxes["class"].tolist())
     hpa = data.hpa_cells()
     loc = cm.localization(hpa, device="cpu")

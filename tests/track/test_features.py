@@ -47,7 +47,7 @@ def test_msd_of_constant_velocity_is_quadratic() -> None:
 
 def test_pixel_units_without_sizes_and_anisotropic_sizes() -> None:
     tracks = pd.DataFrame(
-        {"track_id": 1, "t": [0, 1], "z": [0.0, 1.0], "y": [0.0, 0.0], "x": [0.0, 0.0]}
+        {"track_id": 1, "frame": [0, 1], "z_px": [0.0, 1.0], "y_px": [0.0, 0.0], "x_px": [0.0, 0.0]}
     )
     assert "speed_px_per_frame" in step_features(tracks).columns
     feats = track_features(tracks, pixel_size_um={"Z": 2.0, "Y": 0.5, "X": 0.5})
@@ -55,16 +55,18 @@ def test_pixel_units_without_sizes_and_anisotropic_sizes() -> None:
 
 
 def test_zigzag_straightness() -> None:
-    tracks = pd.DataFrame({"track_id": 1, "t": range(5), "y": [0.0, 1, 0, 1, 0], "x": range(5)})
+    tracks = pd.DataFrame(
+        {"track_id": 1, "frame": range(5), "y_px": [0.0, 1, 0, 1, 0], "x_px": range(5)}
+    )
     feats = track_features(tracks)
     np.testing.assert_allclose(feats["straightness"], 4 / (4 * np.sqrt(2)))
 
 
 def test_bad_sizes_are_rejected() -> None:
-    tracks = pd.DataFrame({"track_id": 1, "t": [0, 1], "y": 0.0, "x": [0.0, 1.0]})
+    tracks = pd.DataFrame({"track_id": 1, "frame": [0, 1], "y_px": 0.0, "x_px": [0.0, 1.0]})
     with pytest.raises(InputError, match="pixel_size_um"):
         step_features(tracks, pixel_size_um=-1)
     with pytest.raises(InputError, match="frame_interval_s"):
         track_features(tracks, frame_interval_s=0)
     with pytest.raises(InputError, match="columns"):
-        step_features(tracks.drop(columns="x"))
+        step_features(tracks.drop(columns="x_px"))

@@ -29,8 +29,8 @@ def _track(tmp_path, movie, *flags, pixel_size_um=None):
 
 def _by_start(features: pd.DataFrame) -> dict[str, pd.Series]:
     """Tracks A (frames 0-11) and C (frames 3-11) by when they start and end."""
-    a = features[(features["t_start"] == 0) & (features["t_end"] == 11)]
-    c = features[features["t_start"] == 3]
+    a = features[(features["frame_start"] == 0) & (features["frame_end"] == 11)]
+    c = features[features["frame_start"] == 3]
     assert len(a) == 1 and len(c) == 1, features
     return {"A": a.iloc[0], "C": c.iloc[0]}
 
@@ -57,6 +57,9 @@ def test_track_features_take_the_files_pixel_size(dividing_movie, tmp_path):
     out, summary = _track(tmp_path, movie, pixel_size_um=0.125)
     assert summary["pixel_size_um"] == {"Y": 0.125, "X": 0.125}
     features = pd.read_csv(out / "track_features.csv")
+    tracks = pd.read_csv(out / "tracks.csv")  # the file's pixel size gives um; no time_s
+    np.testing.assert_allclose(tracks["y_um"], tracks["y_px"] * 0.125)
+    assert "time_s" not in tracks and {"y", "x", "t"}.isdisjoint(tracks.columns)
     # no frame interval: speeds per frame, lengths in um (not pixels: 8x off at 0.125 um)
     np.testing.assert_allclose(_by_start(features)["A"]["mean_speed_um_per_frame"], 0.375)
 
@@ -68,6 +71,12 @@ def test_trackmate_flag_writes_the_same_tracks(dividing_movie, tmp_path):
     )
     assert summary["trackmate_xml"] == str(out / "tracks.xml")
     tracks = pd.read_csv(out / "tracks.csv")
+    # every column names its unit: pixels and um, frame index and seconds
+    assert list(tracks.columns) == [
+        "track_id", "frame", "time_s", "label", "y_px", "y_um", "x_px", "x_um", "area_px",
+        "parent_track_id",
+    ]  # fmt: skip
+    np.testing.assert_allclose(tracks["time_s"], tracks["frame"] * 2.0)
     # read with a plain XML parser, as TrackMate's own reader sees the model
     model = ET.parse(out / "tracks.xml").getroot().find("Model")
     assert model.get("spatialunits") == "micron" and model.get("timeunits") == "sec"
@@ -84,15 +93,15 @@ def test_trackmate_flag_writes_the_same_tracks(dividing_movie, tmp_path):
     for spot in spots.values():
         frame = int(spot.get("FRAME"))
         row = tracks[
-            (tracks["t"] == frame) & (tracks["track_id"] == int(spot.get("TRACK_ID_CYTOLENS")))
+            (tracks["frame"] == frame) & (tracks["track_id"] == int(spot.get("TRACK_ID_CYTOLENS")))
         ]
         assert len(row) == 1
-        np.testing.assert_allclose(float(spot.get("POSITION_X")), row["x"].iloc[0] * 0.5)
-        np.testing.assert_allclose(float(spot.get("POSITION_Y")), row["y"].iloc[0] * 0.5)
+        np.testing.assert_allclose(float(spot.get("POSITION_X")), row["x_px"].iloc[0] * 0.5)
+        np.testing.assert_allclose(float(spot.get("POSITION_Y")), row["y_px"].iloc[0] * 0.5)
+        np.testing.assert_allclose(float(spot.get("POSITION_X")), row["x_um"].iloc[0])
         np.testing.assert_allclose(float(spot.get("POSITION_T")), frame * 2.0)
     # and cytolens' reader gives back the tracks table (positions in um)
     back = read_trackmate_xml(out / "tracks.xml")
-    expected = tracks.assign(x=tracks["x"] * 0.5, y=tracks["y"] * 0.5)
-    columns = ["track_id", "t", "y", "x", "parent_track_id"]
-    expected = expected.sort_values(["track_id", "t"])[columns].reset_index(drop=True)
+    columns = ["track_id", "frame", "y_um", "x_um", "parent_track_id"]
+    expected = tracks.sort_values(["track_id", "frame"])[columns].reset_index(drop=True)
     pd.testing.assert_frame_equal(back[columns], expected, check_dtype=False)

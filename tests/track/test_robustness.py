@@ -164,7 +164,7 @@ def test_ctc_results_keep_the_input_frame_numbers(tmp_path: Path) -> None:
     ]
     table = read_ctc_tracks(res / "res_track.txt")
     assert table["begin"].min() == 3 and table["end"].max() == 5
-    assert sorted(pd.read_csv(out / "tracks.csv")["t"].unique()) == [3, 4, 5]
+    assert sorted(pd.read_csv(out / "tracks.csv")["frame"].unique()) == [3, 4, 5]
 
 
 def test_ctc_missing_marker_file_is_refused(tmp_path: Path) -> None:

@@ -34,10 +34,10 @@ def test_tracks_table_is_consistent_with_relabelled_movie(dividing_movie, shuffl
     result = track(shuffle(gt, seed=3))
     tracks = result.tracks
     assert list(tracks.columns) == [
-        "track_id", "t", "label", "y", "x", "area_px", "parent_track_id",
+        "track_id", "frame", "label", "y_px", "x_px", "area_px", "parent_track_id",
     ]  # fmt: skip
     for row in tracks.itertuples():
-        assert result.labels[row.t, round(row.y), round(row.x)] == row.track_id
+        assert result.labels[row.frame, round(row.y_px), round(row.x_px)] == row.track_id
     assert result.labels.dtype == np.uint16
     assert set(np.unique(result.labels)) - {0} == set(tracks["track_id"])
 
@@ -121,7 +121,7 @@ def test_3d_movie_is_tracked():
         movie[t, 3:7, 5 + t : 10 + t, 5:10] = 1
         movie[t, 2:6, 20:25, 18 - t : 23 - t] = 2
     result = track(movie)
-    assert "z" in result.tracks.columns
+    assert "z_px" in result.tracks.columns
     assert result.ctc_tracks[["begin", "end"]].to_numpy().tolist() == [[0, 3], [0, 3]]
 
 
@@ -167,7 +167,7 @@ def test_bad_options_raise_input_error(dividing_movie):
 
 
 def test_assemble_tracks_rejects_merges():
-    table = pd.DataFrame({"t": [0, 0, 1]})
+    table = pd.DataFrame({"frame": [0, 0, 1]})
     with pytest.raises(InputError, match="more than one incoming"):
         assemble_tracks(table, [(0, 2), (1, 2)])
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cytolens.core.errors import InputError
+from cytolens.core.tables import BOX_COLUMNS
 
 __all__ = ["CROP_SIZE", "cell_crops", "cell_table", "iter_cell_crops", "segment_cells"]
 
@@ -144,13 +145,13 @@ def segment_cells(
 
 
 def cell_table(nuclei: np.ndarray, cells: np.ndarray) -> pd.DataFrame:
-    """One row per cell: ``cell_id``, box ``xmin, ymin, xmax, ymax`` (px, max exclusive), areas.
+    """One row per cell: ``cell_id``, box ``xmin_px ... ymax_px`` (max exclusive), areas.
 
     Examples
     --------
     >>> cells = np.zeros((6, 8), np.int32)
     >>> cells[1:4, 2:7] = 1
-    >>> cell_table(cells, cells)[["cell_id", "xmin", "ymin", "xmax", "ymax"]].values.tolist()
+    >>> cell_table(cells, cells)[["cell_id", *BOX_COLUMNS]].values.tolist()
     [[1, 2, 1, 7, 4]]
     """
     from scipy import ndimage as ndi
@@ -169,17 +170,16 @@ def cell_table(nuclei: np.ndarray, cells: np.ndarray) -> pd.DataFrame:
         rows.append(
             {
                 "cell_id": k,
-                "xmin": xs.start,
-                "ymin": ys.start,
-                "xmax": xs.stop,
-                "ymax": ys.stop,
+                "xmin_px": xs.start,
+                "ymin_px": ys.start,
+                "xmax_px": xs.stop,
+                "ymax_px": ys.stop,
                 "cell_area_px": int(cell_area[k]),
                 "nucleus_area_px": int(nuc_area[k]),
                 "touches_border": bool(border[k]),
             }
         )
-    columns = ["cell_id", "xmin", "ymin", "xmax", "ymax", "cell_area_px", "nucleus_area_px",
-               "touches_border"]  # fmt: skip
+    columns = ["cell_id", *BOX_COLUMNS, "cell_area_px", "nucleus_area_px", "touches_border"]
     return pd.DataFrame(rows, columns=columns)
 
 

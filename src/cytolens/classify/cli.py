@@ -17,6 +17,7 @@ from cytolens.core.errors import InputError
 from cytolens.core.options import at_least, non_negative, positive
 from cytolens.core.progress import progress_bar
 from cytolens.core.summary import strict_json
+from cytolens.core.tables import BOX_COLUMNS
 
 __all__ = ["app"]
 
@@ -32,10 +33,10 @@ REPORT_OVERLAYS = 12
 
 
 def _cell_boxes(cells: Any, min_confidence: float) -> Any:
-    """Box table (class, xmin, ymin, xmax, ymax, score) of the confident cells."""
+    """Box table (class, xmin_px, ymin_px, xmax_px, ymax_px, score) of the confident cells."""
     keep = cells[cells["confidence"] > min_confidence]
     return keep.assign(**{"class": keep["nucleolar"], "score": keep["confidence"]})[
-        ["class", "xmin", "ymin", "xmax", "ymax", "score"]
+        ["class", *BOX_COLUMNS, "score"]
     ].reset_index(drop=True)
 
 

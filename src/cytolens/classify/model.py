@@ -514,7 +514,7 @@ def classify_cells(
     Returns
     -------
     table : pandas.DataFrame
-        One row per cell: ``cell_id``, box ``xmin, ymin, xmax, ymax`` (px,
+        One row per cell: ``cell_id``, box ``xmin_px, ymin_px, xmax_px, ymax_px`` (px,
         max exclusive), ``cell_area_px``, ``nucleus_area_px``,
         ``touches_border``, ``predicted`` (class numbers called present),
         ``labels`` (names), ``nucleolar_probability``, ``nucleolar``

@@ -2,9 +2,11 @@
 
 One table format is used everywhere (reading, training, prediction, export):
 a :class:`pandas.DataFrame` with one row per box and the columns of
-:data:`COLUMNS` (``filename, width, height, class, xmin, ymin, xmax, ymax``,
-pixels, ``xmax``/``ymax`` exclusive as LabelImg writes them), plus ``score``
-for predictions.
+:data:`COLUMNS` (``filename, width, height, class, xmin_px, ymin_px, xmax_px, ymax_px``:
+image size and box corners in pixels, ``xmax_px``/``ymax_px`` exclusive as
+LabelImg writes them), plus ``score`` for predictions. The files keep their
+formats' names (``<xmin>`` in VOC XML, ``bbox`` in COCO); CSV files written by
+earlier versions (``xmin, ymin, xmax, ymax``) are read too.
 
 Real annotations are imperfect (the BCCD set has boxes partly outside the
 image and boxes of zero width): :func:`validate_boxes` clips what can be
@@ -14,10 +16,11 @@ and the box, or raises with ``strict=True``.
 Examples
 --------
 >>> import tempfile, pathlib
->>> boxes = pd.DataFrame({"class": ["WBC"], "xmin": [10], "ymin": [20], "xmax": [60], "ymax": [90]})
+>>> boxes = pd.DataFrame({"class": ["WBC"], "xmin_px": [10], "ymin_px": [20], "xmax_px": [60],
+...                       "ymax_px": [90]})
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.xml"
 >>> _ = write_voc(boxes, path, filename="a.jpg", width=640, height=480)
->>> read_voc(path)[["filename", "class", "xmin", "ymax"]].values.tolist()
+>>> read_voc(path)[["filename", "class", "xmin_px", "ymax_px"]].values.tolist()
 [['a.jpg', 'WBC', 10, 90]]
 """
 
@@ -38,6 +41,7 @@ import pandas as pd
 
 from cytolens.core.errors import FileFormatError, InputError, MissingFileError
 from cytolens.core.files import atomic_path
+from cytolens.core.tables import BOX_COLUMNS, LEGACY_NAMES, VOC_BOX_NAMES
 
 __all__ = [
     "COLUMNS",
@@ -54,8 +58,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Columns of a box table (``score`` is added for predictions).
-COLUMNS = ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]
-_COORDS = ["xmin", "ymin", "xmax", "ymax"]
+COLUMNS = ["filename", "width", "height", "class", *BOX_COLUMNS]
+_COORDS = list(BOX_COLUMNS)
 
 
 #: Largest coordinate or size accepted (no image is this large; a bigger number is a typo).
@@ -163,7 +167,7 @@ def read_voc(path: str | os.PathLike[str]) -> pd.DataFrame:
         box = obj.find("bndbox")
         if box is None:
             raise FileFormatError(f"{where} has no <bndbox>")
-        coords = [round(_number(_text(box, c, where), f"{where} <{c}>")) for c in _COORDS]
+        coords = [round(_number(_text(box, c, where), f"{where} <{c}>")) for c in VOC_BOX_NAMES]
         _check_order(coords, where)
         rows.append([filename, width, height, name, *coords])
     return pd.DataFrame(rows, columns=COLUMNS).astype(
@@ -185,8 +189,8 @@ def write_voc(
     Parameters
     ----------
     boxes : pandas.DataFrame
-        Columns ``class, xmin, ymin, xmax, ymax`` (and optionally ``score``,
-        kept as a ``<score>`` element that LabelImg ignores).
+        Columns ``class, xmin_px, ymin_px, xmax_px, ymax_px`` (and optionally
+        ``score``, kept as a ``<score>`` element that LabelImg ignores).
     path : path-like
         The ``.xml`` file to write.
     filename : str
@@ -219,8 +223,8 @@ def write_voc(
         if "score" in boxes.columns:
             ET.SubElement(obj, "score").text = f"{float(row['score']):.4f}"
         bnd = ET.SubElement(obj, "bndbox")
-        for c in _COORDS:
-            ET.SubElement(bnd, c).text = str(round(float(row[c])))
+        for tag, c in zip(VOC_BOX_NAMES, _COORDS, strict=True):
+            ET.SubElement(bnd, tag).text = str(round(float(row[c])))
     ET.indent(root, space="\t")
     with atomic_path(path) as tmp:
         ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=False)
@@ -257,6 +261,8 @@ def _column(values: list[float], texts: list[str]) -> np.ndarray:
 def read_boxes_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a box table from CSV (columns :data:`COLUMNS`, optionally ``score``).
 
+    A file written by an earlier version, with the corners named ``xmin,
+    ymin, xmax, ymax``, is read with the current names.
     Every row is checked: all the columns present, ``filename`` and ``class``
     not empty, ``width`` and ``height`` whole numbers >= 1, coordinates (and
     ``score``) finite numbers, ``xmin <= xmax`` and ``ymin <= ymax``.
@@ -283,12 +289,12 @@ def read_boxes_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     --------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "boxes.csv"
-    >>> _ = path.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\\n"
+    >>> _ = path.write_text("filename,width,height,class,xmin_px,ymin_px,xmax_px,ymax_px\\n"
     ...                     "a.jpg,640,480,RBC,10,20,60\\n")
     >>> read_boxes_csv(path)
     Traceback (most recent call last):
     ...
-    cytolens.core.errors.FileFormatError: ...boxes.csv, line 2, column 'ymax': no value (the row ...
+    cytolens.core.errors.FileFormatError: ...boxes.csv, line 2, column 'ymax_px': no value (the ...
     """
     path = Path(path)
     if not path.is_file():
@@ -300,6 +306,9 @@ def read_boxes_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     header = records[0][1]
     while header and not header[-1]:  # a trailing comma in the header (spreadsheets)
         header = header[:-1]
+    old = {a: b for a, b in LEGACY_NAMES["boxes"].items() if a in header and b not in header}
+    named = {b: a for a, b in old.items()}  # messages name the file's own columns
+    header = [old.get(c, c) for c in header]  # a CSV written by an earlier version
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise FileFormatError(f"{path}: missing column(s) {missing}; {expected}")
@@ -313,7 +322,8 @@ def read_boxes_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
         where = f"{path}, line {line}"
         if len(cells) < len(header):
             raise FileFormatError(
-                f"{where}, column '{header[len(cells)]}': no value (the row has {len(cells)} "
+                f"{where}, column '{named.get(header[len(cells)], header[len(cells)])}': no "
+                f"value (the row has {len(cells)} "
                 f"fields, the header {len(header)})"
             )
         if len(cells) > len(header) and not any(cells[len(header) :]):
@@ -330,7 +340,7 @@ def read_boxes_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
         for c in ("width", "height"):
             values[c].append(_image_size(row[c], f"{where}, column '{c}'"))
         for c in numeric:
-            values[c].append(_number(row[c], f"{where}, column '{c}'"))
+            values[c].append(_number(row[c], f"{where}, column '{named.get(c, c)}'"))
         _check_order([values[c][-1] for c in _COORDS], where)
         for c in header:
             texts[c].append(row[c])
@@ -474,12 +484,12 @@ def write_coco(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
                 "image_id": image_id[r["filename"]],
                 "category_id": cat[r["class"]],
                 "bbox": [
-                    float(r["xmin"]),
-                    float(r["ymin"]),
-                    float(r["xmax"] - r["xmin"]),
-                    float(r["ymax"] - r["ymin"]),
+                    float(r["xmin_px"]),
+                    float(r["ymin_px"]),
+                    float(r["xmax_px"] - r["xmin_px"]),
+                    float(r["ymax_px"] - r["ymin_px"]),
                 ],
-                "area": float((r["xmax"] - r["xmin"]) * (r["ymax"] - r["ymin"])),
+                "area": float((r["xmax_px"] - r["xmin_px"]) * (r["ymax_px"] - r["ymin_px"])),
                 "iscrowd": 0,
                 **({"score": float(r["score"])} if "score" in r else {}),
             }
@@ -532,7 +542,7 @@ def validate_boxes(
     --------
     >>> t = pd.DataFrame([["a.jpg", 100, 80, "RBC", -5, 10, 40, 50]], columns=COLUMNS)
     >>> fixed, problems = validate_boxes(t)
-    >>> int(fixed["xmin"].iloc[0]), problems[0].startswith("a.jpg: RBC box")
+    >>> int(fixed["xmin_px"].iloc[0]), problems[0].startswith("a.jpg: RBC box")
     (0, True)
     """
     missing = [c for c in COLUMNS if c not in table.columns]
@@ -560,20 +570,20 @@ def validate_boxes(
     for i, r in table.iterrows():
         coords = ", ".join(str(r[c]) for c in _COORDS)
         box = f"{r['filename']}: {r['class']} box ({coords})"
-        if r["xmax"] <= r["xmin"] or r["ymax"] <= r["ymin"]:
+        if r["xmax_px"] <= r["xmin_px"] or r["ymax_px"] <= r["ymin_px"]:
             problems.append(f"{box} is inverted or empty; dropped")
             keep[i] = False
             continue
         clipped = (
-            max(0, r["xmin"]),
-            max(0, r["ymin"]),
-            min(r["width"], r["xmax"]),
-            min(r["height"], r["ymax"]),
+            max(0, r["xmin_px"]),
+            max(0, r["ymin_px"]),
+            min(r["width"], r["xmax_px"]),
+            min(r["height"], r["ymax_px"]),
         )
         if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
             problems.append(f"{box} lies outside the {r['width']}x{r['height']} image; dropped")
             keep[i] = False
-        elif clipped != (r["xmin"], r["ymin"], r["xmax"], r["ymax"]):
+        elif clipped != (r["xmin_px"], r["ymin_px"], r["xmax_px"], r["ymax_px"]):
             problems.append(f"{box} extends outside the {r['width']}x{r['height']} image; clipped")
             table.loc[i, _COORDS] = clipped
     if strict and problems:

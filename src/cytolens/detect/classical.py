@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from cytolens.core.errors import InputError
+from cytolens.core.tables import BOX_COLUMNS
 from cytolens.core.validate import check_array
 
 __all__ = ["detect_classical"]
@@ -69,7 +70,7 @@ def detect_classical(
     Returns
     -------
     pandas.DataFrame
-        ``class, xmin, ymin, xmax, ymax, score`` with classes ``RBC``,
+        ``class, xmin_px, ymin_px, xmax_px, ymax_px, score`` with classes ``RBC``,
         ``WBC`` and ``Platelets``.
 
     Examples
@@ -129,4 +130,4 @@ def detect_classical(
             continue
         score = float(np.clip(1 - abs(np.log(area / disc)), 0, 1))
         rows.append(("RBC", sl[1].start, sl[0].start, sl[1].stop, sl[0].stop, score))
-    return pd.DataFrame(rows, columns=["class", "xmin", "ymin", "xmax", "ymax", "score"])
+    return pd.DataFrame(rows, columns=["class", *BOX_COLUMNS, "score"])

@@ -222,7 +222,7 @@ class Detector(Predictor):
         max_per_tile: int = 300,
         name: str = "image",
     ) -> pd.DataFrame:
-        """Boxes of one image: ``class, xmin, ymin, xmax, ymax, score`` in input pixels.
+        """Boxes of one image: ``class, xmin_px, ymin_px, xmax_px, ymax_px, score`` in input pixels.
 
         Parameters
         ----------
@@ -302,10 +302,10 @@ class Detector(Predictor):
         table = pd.DataFrame(
             {
                 "class": [self.classes[i] for i in labels[keep].numpy()[real].tolist()],
-                "xmin": boxes[real, 0],
-                "ymin": boxes[real, 1],
-                "xmax": boxes[real, 2],
-                "ymax": boxes[real, 3],
+                "xmin_px": boxes[real, 0],
+                "ymin_px": boxes[real, 1],
+                "xmax_px": boxes[real, 2],
+                "ymax_px": boxes[real, 3],
                 "score": scores[keep].numpy()[real].round(4),
             }
         )
@@ -429,15 +429,15 @@ def detect(
     Returns
     -------
     pandas.DataFrame
-        Columns ``class, xmin, ymin, xmax, ymax, score`` (pixels of the input,
-        ``xmax``/``ymax`` exclusive), sorted by decreasing score.
+        Columns ``class, xmin_px, ymin_px, xmax_px, ymax_px, score`` (pixels of the input,
+        ``xmax_px``/``ymax_px`` exclusive), sorted by decreasing score.
 
     Examples
     --------
     >>> from cytolens import data
     >>> boxes = detect(data.blood_smear().data, device="cpu")
     >>> list(boxes.columns)
-    ['class', 'xmin', 'ymin', 'xmax', 'ymax', 'score']
+    ['class', 'xmin_px', 'ymin_px', 'xmax_px', 'ymax_px', 'score']
     >>> bool((boxes["score"] >= 0.7).all())
     True
     """

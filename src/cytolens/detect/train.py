@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from cytolens.core.errors import InputError
+from cytolens.core.tables import BOX_COLUMNS
 from cytolens.detect.annotations import validate_boxes
 from cytolens.detect.model import NORMALIZATION as _DETECTOR_NORMALIZATION
 
@@ -118,7 +119,7 @@ def load_examples(
     for filename, rows in table.groupby("filename", sort=True):
         path = Path(images) / Path(str(filename)).name
         x = _rescale(prepare_image(imread(path), channels=channels, name=str(path)), scale)
-        b = rows[["xmin", "ymin", "xmax", "ymax"]].to_numpy(np.float32) * scale
+        b = rows[list(BOX_COLUMNS)].to_numpy(np.float32) * scale
         labels = rows["class"].map(index).to_numpy(np.float32)
         out.append(Example(x, np.concatenate([b, labels[:, None]], axis=1), str(filename)))
     return out
@@ -320,10 +321,10 @@ def fit_score_pivots(
     Parameters
     ----------
     predictions : pandas.DataFrame
-        ``filename, class, xmin, ymin, xmax, ymax, score`` with *raw* scores
+        ``filename, class, xmin_px, ymin_px, xmax_px, ymax_px, score`` with *raw* scores
         (a detector without pivots, low ``min_score``).
     truth : pandas.DataFrame
-        ``filename, class, xmin, ymin, xmax, ymax``.
+        ``filename, class, xmin_px, ymin_px, xmax_px, ymax_px``.
     classes : sequence of str
         Classes to fit; a class without ground truth or predictions gets 0.5.
 
@@ -335,9 +336,9 @@ def fit_score_pivots(
     Examples
     --------
     >>> truth = pd.DataFrame({"filename": ["a"] * 2, "class": ["c"] * 2,
-    ...     "xmin": [0, 20], "ymin": [0, 0], "xmax": [10, 30], "ymax": [10, 10]})
+    ...     "xmin_px": [0, 20], "ymin_px": [0, 0], "xmax_px": [10, 30], "ymax_px": [10, 10]})
     >>> pred = pd.concat([truth.assign(score=[0.4, 0.35]),
-    ...     truth.iloc[:1].assign(xmin=50, xmax=60, score=0.2)])
+    ...     truth.iloc[:1].assign(xmin_px=50, xmax_px=60, score=0.2)])
     >>> fit_score_pivots(pred, truth, ["c"])
     {'c': 0.35}
     """

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cytolens.core.errors import InputError
+from cytolens.core.tables import BOX_COLUMNS
 
 __all__ = [
     "COCO_THRESHOLDS",
@@ -30,7 +31,7 @@ __all__ = [
 
 #: IoU thresholds of COCO's mAP@0.5:0.95.
 COCO_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
-_COORDS = ["xmin", "ymin", "xmax", "ymax"]
+_COORDS = list(BOX_COLUMNS)
 
 
 def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -82,7 +83,7 @@ def match_detections(
     Examples
     --------
     >>> truth = pd.DataFrame({"filename": ["a"], "class": ["c"],
-    ...     "xmin": [0], "ymin": [0], "xmax": [10], "ymax": [10]})
+    ...     "xmin_px": [0], "ymin_px": [0], "xmax_px": [10], "ymax_px": [10]})
     >>> pred = pd.concat([truth, truth]).assign(score=[0.5, 0.9])
     >>> match_detections(pred, truth, "c")[1].tolist()  # a second hit on one box is false
     [True, False]
@@ -116,9 +117,9 @@ def detection_ap(
     Parameters
     ----------
     predictions : pandas.DataFrame
-        ``filename, class, xmin, ymin, xmax, ymax, score``.
+        ``filename, class, xmin_px, ymin_px, xmax_px, ymax_px, score``.
     truth : pandas.DataFrame
-        ``filename, class, xmin, ymin, xmax, ymax``.
+        ``filename, class, xmin_px, ymin_px, xmax_px, ymax_px``.
     iou_threshold : float
         Minimum IoU of a true positive.
 
@@ -131,7 +132,7 @@ def detection_ap(
     Examples
     --------
     >>> truth = pd.DataFrame({"filename": ["a", "a"], "class": ["c", "c"],
-    ...     "xmin": [0, 20], "ymin": [0, 0], "xmax": [10, 30], "ymax": [10, 10]})
+    ...     "xmin_px": [0, 20], "ymin_px": [0, 0], "xmax_px": [10, 30], "ymax_px": [10, 10]})
     >>> pred = truth.assign(score=[0.9, 0.3])
     >>> detection_ap(pred, truth)
     {'c': 1.0}
@@ -174,9 +175,9 @@ def detection_scores(
     Examples
     --------
     >>> truth = pd.DataFrame({"filename": ["a"], "class": ["c"],
-    ...     "xmin": [0], "ymin": [0], "xmax": [10], "ymax": [10]})
+    ...     "xmin_px": [0], "ymin_px": [0], "xmax_px": [10], "ymax_px": [10]})
     >>> pred = pd.DataFrame({"filename": ["a"], "class": ["c"],
-    ...     "xmin": [0], "ymin": [0], "xmax": [10], "ymax": [7], "score": [0.8]})
+    ...     "xmin_px": [0], "ymin_px": [0], "xmax_px": [10], "ymax_px": [7], "score": [0.8]})
     >>> s = detection_scores(pred, truth)  # IoU 0.7: right up to the 0.70 threshold
     >>> s["map50"], round(s["map50_95"], 2)
     (1.0, 0.5)

@@ -123,7 +123,7 @@ def overlay_rgb(
     rgb = np.repeat(grey[..., None], 3, axis=2)
     t = result.patches
     colors = level_rgba(t["level"], len(result.probabilities), t["certainty"])
-    for y0, x0, (*color, alpha) in zip(t["y0"], t["x0"], colors, strict=True):
+    for y0, x0, (*color, alpha) in zip(t["y0_px"], t["x0_px"], colors, strict=True):
         # the patch's pixels kept by the stride: rows y0 .. y0 + ps - 1 at y // f
         ya, yb = -(-int(y0) // f), -(-(int(y0) + ps) // f)
         xa, xb = -(-int(x0) // f), -(-(int(x0) + ps) // f)
@@ -251,7 +251,7 @@ def save_plane_scores(
     Examples
     --------
     >>> import tempfile, pandas as pd
-    >>> scores = pd.DataFrame({"z": [0, 1, 2], "mean_level": [4.0, 1.0, 3.5],
+    >>> scores = pd.DataFrame({"z_px": [0, 1, 2], "mean_level": [4.0, 1.0, 3.5],
     ...                        "p_in_focus": [0.1, 0.9, 0.2]})
     >>> out = save_plane_scores(Path(tempfile.mkdtemp()) / "z.png", scores, 1)
     >>> out.read_bytes()[:4]
@@ -264,9 +264,9 @@ def save_plane_scores(
 
     from cytolens.report import save_figure
 
-    if "z" not in scores or len(scores.columns) < 2:
-        raise InputError("scores must be the table of best_plane: a 'z' column and a score")
-    z = scores["z"].to_numpy()
+    if "z_px" not in scores or len(scores.columns) < 2:
+        raise InputError("scores must be the table of best_plane: a 'z_px' column and a score")
+    z = scores["z_px"].to_numpy()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     if "mean_level" in scores:
         ax.plot(z, scores["mean_level"], "o-", color="tab:blue")
@@ -287,7 +287,7 @@ def save_plane_scores(
         twin.set_ylim(-0.02, 1.02)
         twin.set_ylabel("P(in focus)", color="tab:orange")
     else:
-        measure = next(c for c in scores.columns if c != "z")
+        measure = next(c for c in scores.columns if c != "z_px")
         ax.plot(z, scores[measure], "o-", color="tab:blue")
         ax.set_ylabel(f"{measure} (higher = sharper)")
     ax.axvline(best, color="k", ls=":", lw=1)

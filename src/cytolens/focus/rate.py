@@ -50,8 +50,8 @@ class FocusResult:
     Attributes
     ----------
     patches : pandas.DataFrame
-        One row per patch: ``row``, ``col`` (grid position), ``y0``, ``x0``
-        (top-left pixel), ``p0`` .. ``p10`` (level probabilities), ``level``
+        One row per patch: ``row``, ``col`` (grid position), ``y0_px``,
+        ``x0_px`` (top-left pixel), ``p0`` .. ``p10`` (level probabilities), ``level``
         (most likely level), ``expected_level`` (probability-weighted mean
         level), ``certainty`` (1 - normalized entropy; 0 = flat) and
         ``is_blank`` (certainty below the model's calibrated bound).
@@ -120,8 +120,8 @@ class FocusResult:
             "certainty": round(self.certainty, 4),
             "blank_fraction": round(float(self.blank_fraction), 4),
             "n_patches": len(self.patches),
-            "height": self.image_shape[0],
-            "width": self.image_shape[1],
+            "height_px": self.image_shape[0],
+            "width_px": self.image_shape[1],
         }
         row.update({f"p{k}": round(float(v), 4) for k, v in enumerate(self.probabilities)})
         return row
@@ -205,7 +205,7 @@ def rate_focus(
     >>> result.verdict
     'in focus'
     >>> list(result.patches.columns[:4])
-    ['row', 'col', 'y0', 'x0']
+    ['row', 'col', 'y0_px', 'x0_px']
     """
     arr = _as_2d(image)
     ps = _check_patch_size(patch_size, arr.shape, "image")
@@ -247,7 +247,7 @@ def _summarize(
 ) -> FocusResult:
     cert = certainty(probs)
     blank = cert < fm.blank_certainty
-    table = pd.DataFrame({"row": rows, "col": cols, "y0": rows * ps, "x0": cols * ps})
+    table = pd.DataFrame({"row": rows, "col": cols, "y0_px": rows * ps, "x0_px": cols * ps})
     for k in range(fm.n_levels):
         table[f"p{k}"] = probs[:, k]
     table["level"] = probs.argmax(axis=1)
@@ -314,7 +314,7 @@ def best_plane(
     index : int
         Index of the best plane along Z, among the planes with content.
     scores : pandas.DataFrame
-        One row per plane: ``z`` and, for ``method="model"``, ``mean_level``,
+        One row per plane: ``z_px`` (the plane's index) and, for ``method="model"``, ``mean_level``,
         ``p_in_focus``, ``certainty``, ``blank_fraction``, ``verdict``; for a
         classical method, the measure's value; then ``has_content``. A plane
         has no content when its intensity is constant or, for
@@ -369,7 +369,7 @@ def best_plane(
                 res = rate_focus(plane, patch_size=patch_size, model=fm, batch_size=batch_size)
                 rows.append(
                     {
-                        "z": z,
+                        "z_px": z,
                         "mean_level": res.mean_level,
                         "p_in_focus": res.p_in_focus,
                         "certainty": res.certainty,
@@ -381,7 +381,7 @@ def best_plane(
             else:
                 value = MEASURES[method](plane)
                 rows.append(
-                    {"z": z, method: value, "has_content": not constant and np.isfinite(value)}
+                    {"z_px": z, method: value, "has_content": not constant and np.isfinite(value)}
                 )
             update(z + 1)
     scores = pd.DataFrame(rows)
@@ -394,9 +394,9 @@ def best_plane(
         )
     if method == "model":
         ranked = content.assign(_lvl=content["mean_level"], _pin=-content["p_in_focus"])
-        best = int(ranked.sort_values(["_lvl", "_pin"], kind="stable")["z"].iloc[0])
+        best = int(ranked.sort_values(["_lvl", "_pin"], kind="stable")["z_px"].iloc[0])
     else:
-        best = int(content.loc[content[method].idxmax(), "z"])
+        best = int(content.loc[content[method].idxmax(), "z_px"])
     return best, scores
 
 

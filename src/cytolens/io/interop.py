@@ -24,6 +24,7 @@ import pandas as pd
 
 from cytolens.core.errors import FileFormatError, InputError
 from cytolens.core.files import atomic_path
+from cytolens.core.tables import BOX_COLUMNS, FRAME, position_columns
 
 __all__ = [
     "label_outlines",
@@ -32,8 +33,6 @@ __all__ = [
     "write_imagej_rois",
     "write_trackmate_xml",
 ]
-
-_BOX = ("xmin", "ymin", "xmax", "ymax")
 
 
 def label_outlines(labels: Any) -> dict[int, np.ndarray]:
@@ -73,9 +72,9 @@ def label_outlines(labels: Any) -> dict[int, np.ndarray]:
 
 
 def _check_boxes(boxes: pd.DataFrame) -> None:
-    missing = set(_BOX) - set(boxes.columns)
+    missing = set(BOX_COLUMNS) - set(boxes.columns)
     if missing:
-        raise InputError(f"boxes need columns {_BOX}; missing {sorted(missing)}")
+        raise InputError(f"boxes need columns {BOX_COLUMNS}; missing {sorted(missing)}")
 
 
 def write_imagej_rois(
@@ -94,7 +93,7 @@ def write_imagej_rois(
     labels : array_like, optional
         2-D label image: one polygon ROI per object, named ``label-<k>``.
     boxes : pandas.DataFrame, optional
-        ``xmin, ymin, xmax, ymax`` (pixels, max exclusive) and optionally
+        ``xmin_px, ymin_px, xmax_px, ymax_px`` (max exclusive) and optionally
         ``class``: one rectangle ROI per row, named ``<class>-<row>``.
     empty_ok : bool
         Write an empty set (a zip with no ROI) when there is no object,
@@ -126,10 +125,10 @@ def write_imagej_rois(
         for k, row in enumerate(boxes.to_dict("records")):
             roi = ImagejRoi(
                 roitype=ROI_TYPE.RECT,
-                top=int(row["ymin"]),
-                left=int(row["xmin"]),
-                bottom=int(row["ymax"]),
-                right=int(row["xmax"]),
+                top=int(row["ymin_px"]),
+                left=int(row["xmin_px"]),
+                bottom=int(row["ymax_px"]),
+                right=int(row["xmax_px"]),
                 name=f"{row.get('class', 'box')}-{k + 1}",
             )
             rois.append(roi)
@@ -191,7 +190,7 @@ def write_geojson(
     else:
         _check_boxes(boxes)
         for row in boxes.to_dict("records"):
-            x0, y0, x1, y1 = (float(row[c]) for c in _BOX)
+            x0, y0, x1, y1 = (float(row[c]) for c in BOX_COLUMNS)
             ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
             props = {"score": float(row["score"])} if "score" in row else {}
             features.append(_feature(ring, str(row.get("class", class_name)), props))
@@ -213,8 +212,8 @@ def write_trackmate_xml(
     Parameters
     ----------
     tracks : pandas.DataFrame
-        As :func:`cytolens.track.track` returns: ``track_id``, ``t``,
-        ``(z,) y, x`` (pixels), ``parent_track_id`` (0 = none), optionally
+        As :func:`cytolens.track.track` returns: ``track_id``, ``frame``,
+        ``(z_px,) y_px, x_px``, ``parent_track_id`` (0 = none), optionally
         ``area_px``.
     pixel_size_um, frame_interval_s : float, optional
         Positions in um and times in s; in pixels and frames without them.
@@ -226,17 +225,17 @@ def write_trackmate_xml(
     Examples
     --------
     >>> import tempfile
-    >>> t = pd.DataFrame({"track_id": 1, "t": [0, 1], "y": 2.0, "x": [1.0, 3.0]})
+    >>> t = pd.DataFrame({"track_id": 1, "frame": [0, 1], "y_px": 2.0, "x_px": [1.0, 3.0]})
     >>> out = write_trackmate_xml(Path(tempfile.mkdtemp()) / "t.xml", t, pixel_size_um=0.5)
-    >>> read_trackmate_xml(out)[["track_id", "t", "x"]].to_numpy().tolist()
+    >>> read_trackmate_xml(out)[["track_id", "frame", "x_um"]].to_numpy().tolist()
     [[1.0, 0.0, 0.5], [1.0, 1.0, 1.5]]
     """
-    need = {"track_id", "t", "y", "x"}
+    need = {"track_id", FRAME, "y_px", "x_px"}
     if not need <= set(tracks.columns):
         raise InputError(f"tracks need columns {sorted(need)}; got {list(tracks.columns)}")
     px = float(pixel_size_um) if pixel_size_um is not None else 1.0
     dt = float(frame_interval_s) if frame_interval_s is not None else 1.0
-    table = tracks.sort_values(["track_id", "t"]).reset_index(drop=True)
+    table = tracks.sort_values(["track_id", FRAME]).reset_index(drop=True)
     table["spot_id"] = np.arange(len(table))
     parents = (
         table.groupby("track_id")["parent_track_id"].first()
@@ -259,25 +258,26 @@ def write_trackmate_xml(
         timeunits="sec" if frame_interval_s is not None else "frame",
     )
     all_spots = ET.SubElement(model, "AllSpots", nspots=str(len(table)))
-    has_z = "z" in table.columns
-    for frame, group in table.groupby("t", sort=True):
+    spatial = position_columns(table)
+    for frame, group in table.groupby(FRAME, sort=True):
         in_frame = ET.SubElement(all_spots, "SpotsInFrame", frame=str(int(frame)))
-        for row in group.itertuples(index=False):
-            radius = np.sqrt(getattr(row, "area_px", np.pi) / np.pi) * px
+        for row in group.to_dict("records"):
+            radius = np.sqrt(row.get("area_px", np.pi) / np.pi) * px
+            z = float(row["z_px"]) * px if "z_px" in spatial else 0.0
             ET.SubElement(
                 in_frame,
                 "Spot",
-                ID=str(row.spot_id),
-                name=f"ID{row.spot_id}",
-                POSITION_X=repr(float(row.x) * px),
-                POSITION_Y=repr(float(row.y) * px),
-                POSITION_Z=repr(float(row.z) * px if has_z else 0.0),
+                ID=str(row["spot_id"]),
+                name=f"ID{row['spot_id']}",
+                POSITION_X=repr(float(row["x_px"]) * px),
+                POSITION_Y=repr(float(row["y_px"]) * px),
+                POSITION_Z=repr(z),
                 FRAME=str(int(frame)),
                 POSITION_T=repr(float(frame) * dt),
                 RADIUS=repr(float(radius)),
                 QUALITY="1.0",
                 VISIBILITY="1",
-                TRACK_ID_CYTOLENS=str(int(row.track_id)),
+                TRACK_ID_CYTOLENS=str(int(row["track_id"])),
             )
     first = table.groupby("track_id")["spot_id"].first()
     last = table.groupby("track_id")["spot_id"].last()
@@ -306,7 +306,9 @@ def read_trackmate_xml(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read the spots and links of a TrackMate XML model as a tracks table.
 
     Segments between divisions (and merges) become tracks as in cytolens
-    (``track_id``, ``t``, ``(z,) y, x`` in the file's units, ``parent_track_id``),
+    (``track_id``, ``frame``, ``(z_<U>,) y_<U>, x_<U>``, ``parent_track_id``),
+    positions in the file's units: ``_um`` for a model in microns, ``_px``
+    in pixels (another unit names itself, e.g. ``_nm``),
     numbered as cytolens wrote them (spot attribute ``TRACK_ID_CYTOLENS``, which
     also splits closed gaps) or else in the order of their first spot.
 
@@ -365,8 +367,26 @@ def read_trackmate_xml(path: str | os.PathLike[str]) -> pd.DataFrame:
         for spot, up in parents.items()
         if not continues(spot) and len(up) == 1
     }
-    table = pd.DataFrame(rows, columns=["track_id", "t", "z", "y", "x"])
-    if not (table["z"] != 0).any():
-        table = table.drop(columns="z")
+    unit = _spatial_unit(model.get("spatialunits"))
+    z, y, x = (f"{ax}_{unit}" for ax in "zyx")
+    table = pd.DataFrame(rows, columns=["track_id", FRAME, z, y, x])
+    if not (table[z] != 0).any():
+        table = table.drop(columns=z)
     table["parent_track_id"] = table["track_id"].map(parent_track).fillna(0).astype(int)
-    return table.sort_values(["track_id", "t"]).reset_index(drop=True)
+    return table.sort_values(["track_id", FRAME]).reset_index(drop=True)
+
+
+def _spatial_unit(name: str | None) -> str:
+    """Column suffix for a TrackMate ``spatialunits``: ``um``, ``px`` or the unit itself.
+
+    Examples
+    --------
+    >>> _spatial_unit("micron"), _spatial_unit("pixel"), _spatial_unit("nm")
+    ('um', 'px', 'nm')
+    """
+    unit = (name or "pixel").strip().lower()
+    if unit in ("micron", "microns", "um", "\u00b5m", "\u03bcm", "micrometer", "micrometre"):
+        return "um"
+    if unit in ("pixel", "pixels", "px", ""):
+        return "px"
+    return "".join(c for c in unit if c.isalnum()) or "px"

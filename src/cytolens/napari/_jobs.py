@@ -111,7 +111,7 @@ def rate_focus_layers(
     result = rate_focus(np.asarray(image), patch_size=int(patch_size), progress=progress)
     table, ps = result.patches, result.patch_size
     corners = np.array([[0, 0], [0, ps], [ps, ps], [ps, 0]], np.float64)
-    origin = np.stack([table["y0"].to_numpy(np.float64), table["x0"].to_numpy(np.float64)], 1)
+    origin = table[["y0_px", "x0_px"]].to_numpy(np.float64)
     rectangles = origin[:, None, :] + corners[None]
     kwargs = {
         "name": f"focus: {result.verdict}",
@@ -306,7 +306,7 @@ def track_layers(
 ) -> list[LayerData]:
     """Segment and track the nuclei of a ``TYX`` movie: a Tracks and a Labels layer.
 
-    Tracks rows are ``track_id, t, (z,) y, x`` in pixels of the movie (the
+    Tracks rows are ``track_id, frame, (z,) y, x`` in pixels of the movie (the
     widget gives the layer the movie's scale, so they show in micrometres);
     ``graph`` holds divisions and closed gaps (child -> [parent]);
     ``features`` hold, per point, the step speed from
@@ -320,6 +320,7 @@ def track_layers(
     >>> kind, tracks.shape[1], labels.shape
     ('tracks', 4, (3, 320, 320))
     """
+    from cytolens.core.tables import FRAME, position_columns
     from cytolens.track import track_movie
     from cytolens.track.features import step_features
 
@@ -332,8 +333,7 @@ def track_layers(
 
     result = track_movie(np.asarray(movie), segmenter=segmenter, progress=relay)
     table = result.tracks
-    spatial = [c for c in ("z", "y", "x") if c in table.columns]
-    data = table[["track_id", "t", *spatial]].to_numpy(np.float64)
+    data = table[["track_id", FRAME, *position_columns(table)]].to_numpy(np.float64)
     parents = table.groupby("track_id")["parent_track_id"].first()
     graph = {int(child): [int(parent)] for child, parent in parents.items() if parent > 0}
     steps = step_features(table, pixel_size_um=pixel_size_um, frame_interval_s=frame_interval_s)
@@ -369,8 +369,8 @@ def detect_layers(
     table = detect(arr, min_score=min_score or None, device="cpu")
     if progress is not None:
         progress(1, 1)
-    y0, x0 = table["ymin"].to_numpy(float), table["xmin"].to_numpy(float)
-    y1, x1 = table["ymax"].to_numpy(float), table["xmax"].to_numpy(float)
+    y0, x0 = table["ymin_px"].to_numpy(float), table["xmin_px"].to_numpy(float)
+    y1, x1 = table["ymax_px"].to_numpy(float), table["xmax_px"].to_numpy(float)
     boxes = np.stack([np.stack([y0, x0], 1), np.stack([y0, x1], 1), np.stack([y1, x1], 1)], 1)
     boxes = np.concatenate([boxes, np.stack([y1, x0], 1)[:, None]], 1).reshape(-1, 4, 2)
     kwargs = {

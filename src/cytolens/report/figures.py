@@ -74,14 +74,15 @@ def draw_boxes(image: Any, boxes: Any, *, label: bool = True) -> np.ndarray:
         ``(Y, X)``, ``(Y, X, 3|4)`` or an ``Image`` with axes ``CYX`` (shown
         as the mean of its channels unless it has 3).
     boxes : pandas.DataFrame
-        Columns ``class, xmin, ymin, xmax, ymax`` and optionally ``score``.
+        Columns ``class, xmin_px, ymin_px, xmax_px, ymax_px`` and optionally ``score``.
     label : bool
         Write ``class score`` above each box.
 
     Examples
     --------
     >>> import pandas as pd
-    >>> b = pd.DataFrame({"class": ["a"], "xmin": [2], "ymin": [2], "xmax": [8], "ymax": [8]})
+    >>> b = pd.DataFrame({"class": ["a"], "xmin_px": [2], "ymin_px": [2], "xmax_px": [8],
+    ...                   "ymax_px": [8]})
     >>> rgb = draw_boxes(np.zeros((10, 10)), b, label=False)
     >>> rgb.shape, rgb[2, 5].tolist()
     ((10, 10, 3), [230, 159, 0])
@@ -103,9 +104,9 @@ def draw_boxes(image: Any, boxes: Any, *, label: bool = True) -> np.ndarray:
     width = max(1, round(max(canvas.size) / 400))
     for _, row in boxes.iterrows():
         color = BOX_COLORS[classes.index(row["class"]) % len(BOX_COLORS)]
-        x0, y0 = float(row["xmin"]), float(row["ymin"])
+        x0, y0 = float(row["xmin_px"]), float(row["ymin_px"])
         # the last pixel inside the box; a box under 1 px is drawn as one pixel
-        x1, y1 = max(x0, float(row["xmax"]) - 1), max(y0, float(row["ymax"]) - 1)
+        x1, y1 = max(x0, float(row["xmax_px"]) - 1), max(y0, float(row["ymax_px"]) - 1)
         draw.rectangle([x0, y0, x1, y1], outline=color, width=width)
         if label:
             text = str(row["class"]) + (f" {row['score']:.2f}" if "score" in row else "")

@@ -4,7 +4,7 @@
   linear assignment on distance and overlap, with gap closing and division
   detection; :func:`track_movie` segments raw frames first.
 - The result, :class:`TrackingResult`, holds a tracks DataFrame
-  (``track_id, t, label, y, x, area_px, parent_track_id``), the movie
+  (``track_id, frame, label, y_px, x_px, area_px, parent_track_id``), the movie
   relabelled by track, and writes a Cell Tracking Challenge result folder.
 - :mod:`cytolens.track.plot` draws lineage trees and overlay animations.
 

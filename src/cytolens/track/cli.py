@@ -6,8 +6,11 @@ Only parses arguments, reads the input, calls :func:`cytolens.track.track` /
 - ``DIR/<sequence>_RES/`` a Cell Tracking Challenge result folder
   (``maskTTT.tif`` + ``res_track.txt``, numbered like the input's frames;
   ``RES`` for a movie file);
-- ``DIR/tracks.csv`` one row per object and frame (``t`` is the input's frame
-  number: the CTC file number, else the index from 0);
+- ``DIR/tracks.csv`` one row per object and frame: ``track_id, frame, label,
+  (z_px,) y_px, x_px, area_px, parent_track_id`` (``frame`` is the input's
+  frame number: the CTC file number, else the index from 0), plus
+  ``(z_um,) y_um, x_um`` when the pixel size is known and ``time_s`` with
+  ``--frame-interval-s``;
 - ``DIR/lineage.png`` the lineage tree;
 - ``DIR/overlay.gif`` the frames with outlines, ids and trajectories;
 - ``DIR/tracker.json`` the tracker settings, to rerun the same tracking;
@@ -126,7 +129,10 @@ def _write_trackmate(
     if isinstance(sizes, dict):
         size_x = sizes["X"]
         tracks = tracks.assign(
-            **{ax.lower(): tracks[ax.lower()] * (s / size_x) for ax, s in sizes.items()}
+            **{
+                f"{ax.lower()}_px": tracks[f"{ax.lower()}_px"] * (s / size_x)
+                for ax, s in sizes.items()
+            }
         )
         sizes = size_x
     write_trackmate_xml(path, tracks, pixel_size_um=sizes, frame_interval_s=interval)
@@ -200,7 +206,8 @@ def command(
         float | None,
         typer.Option(
             "--pixel-size-um",
-            help="Pixel size in um for track_features.csv and --trackmate (default: the file's).",
+            help="Pixel size in um for tracks.csv, track_features.csv and --trackmate "
+            "(default: the file's).",
             callback=positive,
         ),
     ] = None,
@@ -208,8 +215,8 @@ def command(
         float | None,
         typer.Option(
             "--frame-interval-s",
-            help="Seconds between frames for track_features.csv and --trackmate "
-            "(default: times in frames).",
+            help="Seconds between frames for tracks.csv (time_s), track_features.csv and "
+            "--trackmate (default: times in frames).",
             callback=positive,
         ),
     ] = None,
@@ -233,6 +240,7 @@ def command(
     from cytolens.core.errors import AxesError
     from cytolens.core.files import prepare_output_dir
     from cytolens.core.summary import strict_json
+    from cytolens.core.tables import FRAME, with_physical_units
     from cytolens.report import save_figure
     from cytolens.track import overlay_animation, plot_lineage, segment_movie, track
     from cytolens.track.config import make_config
@@ -285,7 +293,7 @@ def command(
         if result.tracks.empty:  # a label movie of zeros (an empty segmentation was refused)
             raise InputError(f"{name} holds no objects: every frame is 0; nothing to track")
         movie_shape = tuple(result.labels.shape)
-        empty = [t for t in range(movie_shape[0]) if not (result.tracks["t"] == t).any()]
+        empty = [t for t in range(movie_shape[0]) if not (result.tracks[FRAME] == t).any()]
         if empty:
             logger.warning(
                 "%s: no objects in %d of %d frame(s) (first: frame %d)",
@@ -295,9 +303,10 @@ def command(
                 first + empty[0],
             )
         figure = plot_lineage(result.tracks, title=movie_or_folder.name)
-        table = result.tracks.assign(t=result.tracks["t"] + first)
+        table = result.tracks.assign(**{FRAME: result.tracks[FRAME] + first})
         sizes = _pixel_sizes(image, pixel_size_um)
         features = track_features(table, pixel_size_um=sizes, frame_interval_s=frame_interval_s)
+        table = with_physical_units(table, pixel_size_um=sizes, frame_interval_s=frame_interval_s)
         display = (np.asarray(result.labels) > 0).astype(np.uint8) if labels else frames
 
         def write_csv(path: Path) -> None:

@@ -16,6 +16,7 @@ from scipy.spatial import cKDTree
 
 from cytolens.core.errors import InputError
 from cytolens.core.image import Image
+from cytolens.core.tables import FRAME, POSITION_COLUMNS, position_columns
 from cytolens.core.validate import check_array, is_dask
 
 __all__ = [
@@ -212,15 +213,15 @@ def _frame_table(frame: np.ndarray, t: int) -> pd.DataFrame:
         np.stack([np.bincount(inverse, c, minlength=ids.size) for c in coords], axis=1)
         / np.maximum(area, 1)[:, None]
     )
-    table = pd.DataFrame({"t": np.full(ids.size, t, np.int64), "label": ids})
-    for i, ax in enumerate("zyx"[-frame.ndim :]):
-        table[ax] = centroid[:, i].reshape(-1)
+    table = pd.DataFrame({FRAME: np.full(ids.size, t, np.int64), "label": ids})
+    for i, col in enumerate(POSITION_COLUMNS[-frame.ndim :]):
+        table[col] = centroid[:, i].reshape(-1)
     table["area_px"] = area.astype(np.int64)
     return table
 
 
 def detections(labels: Any) -> pd.DataFrame:
-    """One row per object and frame: ``t, label, (z,) y, x, area_px``.
+    """One row per object and frame: ``frame, label, (z_px,) y_px, x_px, area_px``.
 
     Parameters
     ----------
@@ -231,16 +232,16 @@ def detections(labels: Any) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``t`` frame index, ``label`` the object's value in that frame,
-        centroid ``y, x`` (and ``z``) in pixels, ``area_px`` its pixel count
-        (voxels in 3-D). Sorted by ``t`` then ``label``.
+        ``frame`` index, ``label`` the object's value in that frame,
+        centroid ``y_px, x_px`` (and ``z_px``) in pixels, ``area_px`` its
+        pixel count (voxels in 3-D). Sorted by ``frame`` then ``label``.
 
     Examples
     --------
     >>> movie = np.zeros((2, 5, 5), np.uint8)
     >>> movie[0, 1:3, 1:3] = 4
     >>> movie[1, 2:4, 2:4] = 9
-    >>> detections(movie)[["t", "label", "y", "x", "area_px"]].to_numpy().tolist()
+    >>> detections(movie)[["frame", "label", "y_px", "x_px", "area_px"]].to_numpy().tolist()
     [[0.0, 4.0, 1.5, 1.5, 4.0], [1.0, 9.0, 2.5, 2.5, 4.0]]
     """
     array, _ = check_label_movie(labels)
@@ -249,8 +250,7 @@ def detections(labels: Any) -> pd.DataFrame:
 
 
 def _positions(table: pd.DataFrame) -> np.ndarray:
-    cols = [c for c in ("z", "y", "x") if c in table.columns]
-    return table[cols].to_numpy(np.float64)
+    return table[position_columns(table)].to_numpy(np.float64)
 
 
 def displacement_scale(table: pd.DataFrame) -> float:
@@ -262,12 +262,12 @@ def displacement_scale(table: pd.DataFrame) -> float:
 
     Examples
     --------
-    >>> table = pd.DataFrame({"t": [0, 1, 1], "y": [0.0, 3.0, 40.0], "x": [0.0, 4.0, 0.0]})
+    >>> table = pd.DataFrame({"frame": [0, 1, 1], "y_px": [0, 3, 40.0], "x_px": [0, 4, 0.0]})
     >>> displacement_scale(table)
     22.5
     """
     steps = []
-    frames = dict(tuple(table.groupby("t", sort=True)))
+    frames = dict(tuple(table.groupby(FRAME, sort=True)))
     for t, now in frames.items():
         before = frames.get(t - 1)
         if before is None or before.empty or now.empty:
@@ -292,14 +292,14 @@ def estimate_max_distance(table: pd.DataFrame) -> float:
 
     Examples
     --------
-    >>> table = pd.DataFrame({"t": [0, 1], "y": [0.0, 2.0], "x": [0.0, 0.0],
+    >>> table = pd.DataFrame({"frame": [0, 1], "y_px": [0.0, 2.0], "x_px": [0.0, 0.0],
     ...                       "area_px": [314, 314]})
     >>> round(estimate_max_distance(table), 1)  # 1.5 x diameter 20 px
     30.0
     """
     if table.empty:
         return 1.0
-    ndim = 3 if "z" in table.columns else 2
+    ndim = len(position_columns(table))
     area = float(np.median(table["area_px"]))
     if ndim == 2:
         diameter = 2 * np.sqrt(area / np.pi)

@@ -1,7 +1,7 @@
 """Track features in physical units: per step, per track, and mean squared displacement.
 
 All functions take a tracks table as :func:`cytolens.track.track` returns it
-(``track_id``, ``t``, ``(z,) y, x`` in pixels, one row per object and frame)
+(``track_id``, ``frame``, ``(z_px,) y_px, x_px``, one row per object and frame)
 and convert with ``pixel_size_um`` (one size for every spatial axis, or one
 per axis as ``{"Z": .., "Y": .., "X": ..}``) and ``frame_interval_s``. Column
 names carry their units: ``speed_um_per_s`` when both are given,
@@ -10,7 +10,7 @@ names carry their units: ``speed_um_per_s`` when both are given,
 Examples
 --------
 >>> import pandas as pd
->>> tracks = pd.DataFrame({"track_id": 1, "t": [0, 1, 2], "y": 5.0, "x": [0.0, 3.0, 6.0]})
+>>> tracks = pd.DataFrame({"track_id": 1, "frame": [0, 1, 2], "y_px": 5.0, "x_px": [0, 3, 6.0]})
 >>> track_features(tracks, pixel_size_um=0.5, frame_interval_s=2.0)[
 ...     ["displacement_um", "mean_speed_um_per_s", "straightness"]].to_numpy().tolist()
 [[3.0, 0.75, 1.0]]
@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 
 from cytolens.core.errors import InputError
+from cytolens.core.tables import FRAME, axis_sizes, position_columns
 
 __all__ = ["mean_squared_displacement", "step_features", "track_features"]
-
-_SPATIAL = ("z", "y", "x")
 
 
 def _units(pixel_size_um: Any, frame_interval_s: float | None) -> tuple[str, str]:
@@ -39,25 +38,18 @@ def _units(pixel_size_um: Any, frame_interval_s: float | None) -> tuple[str, str
 
 def _positions(tracks: pd.DataFrame, pixel_size_um: Any) -> np.ndarray:
     """Spatial coordinates of every row, scaled to micrometres when a pixel size is given."""
-    missing = {"track_id", "t"} - set(tracks.columns)
-    axes = [ax for ax in _SPATIAL if ax in tracks.columns]
-    if missing or len(axes) < 2:
+    missing = {"track_id", FRAME} - set(tracks.columns)
+    columns = position_columns(tracks)
+    if missing or len(columns) < 2:
         raise InputError(
-            f"tracks table needs columns track_id, t, (z,) y, x; got {list(tracks.columns)}"
+            "tracks table needs columns track_id, frame, (z_px,) y_px, x_px; got "
+            f"{list(tracks.columns)} (read a tracks.csv of an earlier version with "
+            "cytolens.core.tables.read_table)"
         )
-    pos = tracks[axes].to_numpy(np.float64)
+    pos = tracks[columns].to_numpy(np.float64)
     if pixel_size_um is None:
         return pos
-    if isinstance(pixel_size_um, Mapping):
-        sizes = [pixel_size_um.get(ax.upper(), pixel_size_um.get(ax)) for ax in axes]
-        if any(s is None for s in sizes):
-            raise InputError(f"pixel_size_um {dict(pixel_size_um)} lacks one of the axes {axes}")
-    else:
-        sizes = [pixel_size_um] * len(axes)
-    sizes = np.asarray(sizes, np.float64)
-    if not np.all(np.isfinite(sizes) & (sizes > 0)):
-        raise InputError(f"pixel_size_um must be positive, got {pixel_size_um!r}")
-    return pos * sizes
+    return pos * axis_sizes(pixel_size_um, [c[0] for c in columns])
 
 
 def _frame_interval(frame_interval_s: float | None) -> float:
@@ -79,7 +71,7 @@ def step_features(
     Parameters
     ----------
     tracks : pandas.DataFrame
-        ``track_id``, ``t``, ``(z,) y, x`` (pixels).
+        ``track_id``, ``frame``, ``(z_px,) y_px, x_px``.
     pixel_size_um : float or mapping, optional
         Pixel size in um (or per axis); lengths stay in pixels without it.
     frame_interval_s : float, optional
@@ -88,23 +80,23 @@ def step_features(
     Returns
     -------
     pandas.DataFrame
-        In the order of ``tracks``: ``track_id``, ``t``, ``step_<L>`` (distance
+        In the order of ``tracks``: ``track_id``, ``frame``, ``step_<L>`` (distance
         moved since the previous point), ``dt_<T>``, ``speed_<L>_per_<T>``,
         ``displacement_<L>`` (distance from the track's first point); the
         first point of each track has NaN step and speed.
 
     Examples
     --------
-    >>> tracks = pd.DataFrame({"track_id": 1, "t": [0, 1, 3], "y": 0.0, "x": [0.0, 4.0, 8.0]})
+    >>> tracks = pd.DataFrame({"track_id": 1, "frame": [0, 1, 3], "y_px": 0.0, "x_px": [0, 4, 8.0]})
     >>> step_features(tracks, pixel_size_um=0.25)["speed_um_per_frame"].tolist()
     [nan, 1.0, 0.5]
     """
     length, time = _units(pixel_size_um, frame_interval_s)
     pos = _positions(tracks, pixel_size_um)
     dt_scale = _frame_interval(frame_interval_s)
-    order = np.lexsort((tracks["t"].to_numpy(), tracks["track_id"].to_numpy()))
+    order = np.lexsort((tracks[FRAME].to_numpy(), tracks["track_id"].to_numpy()))
     ids = tracks["track_id"].to_numpy()[order]
-    t = tracks["t"].to_numpy(np.float64)[order]
+    t = tracks[FRAME].to_numpy(np.float64)[order]
     p = pos[order]
     same = np.r_[False, ids[1:] == ids[:-1]]
     step = np.full(len(p), np.nan)
@@ -119,7 +111,7 @@ def step_features(
     out = pd.DataFrame(
         {
             "track_id": ids,
-            "t": tracks["t"].to_numpy()[order],
+            FRAME: tracks[FRAME].to_numpy()[order],
             f"step_{length}": step,
             f"dt_{time}": dt,
             f"speed_{length}_per_{time}": speed,
@@ -141,7 +133,7 @@ def track_features(
     Returns
     -------
     pandas.DataFrame
-        ``track_id``, ``n_points``, ``t_start``, ``t_end``, ``duration_<T>``,
+        ``track_id``, ``n_points``, ``frame_start``, ``frame_end``, ``duration_<T>``,
         ``path_length_<L>`` (sum of steps), ``displacement_<L>`` (first to last
         point), ``straightness`` (displacement / path length, 1 for a straight
         path, NaN for a track that never moves), ``mean_speed_<L>_per_<T>``
@@ -149,7 +141,7 @@ def track_features(
 
     Examples
     --------
-    >>> tracks = pd.DataFrame({"track_id": 7, "t": [0, 1, 2], "y": [0.0, 3.0, 0.0], "x": 0.0})
+    >>> tracks = pd.DataFrame({"track_id": 7, "frame": [0, 1, 2], "y_px": [0, 3, 0.0], "x_px": 0.0})
     >>> columns = ["path_length_px", "displacement_px", "straightness"]
     >>> track_features(tracks).loc[0, columns].tolist()
     [6.0, 0.0, 0.0]
@@ -161,14 +153,14 @@ def track_features(
     out = pd.DataFrame(
         {
             "n_points": grouped.size(),
-            "t_start": grouped["t"].min(),
-            "t_end": grouped["t"].max(),
+            "frame_start": grouped[FRAME].min(),
+            "frame_end": grouped[FRAME].max(),
             f"duration_{time}": grouped[f"dt_{time}"].sum(min_count=1).fillna(0.0),
             f"path_length_{length}": grouped[f"step_{length}"].sum(),
         }
     )
     # net displacement: from the first point to the one at the last time point
-    last = steps.sort_values(["track_id", "t"]).groupby("track_id")[f"displacement_{length}"]
+    last = steps.sort_values(["track_id", FRAME]).groupby("track_id")[f"displacement_{length}"]
     out[f"displacement_{length}"] = last.last()
     with np.errstate(invalid="ignore", divide="ignore"):
         path = out[f"path_length_{length}"].to_numpy()
@@ -189,7 +181,7 @@ def mean_squared_displacement(
     """Time- and ensemble-averaged mean squared displacement over all tracks, per lag.
 
     Lags count frames; pairs of points of one track ``lag`` frames apart
-    (by ``t``, so gaps are respected) contribute.
+    (by ``frame``, so gaps are respected) contribute.
 
     Returns
     -------
@@ -199,7 +191,7 @@ def mean_squared_displacement(
 
     Examples
     --------
-    >>> tracks = pd.DataFrame({"track_id": 1, "t": [0, 1, 2, 3], "y": 0.0, "x": [0.0, 1, 2, 3]})
+    >>> tracks = pd.DataFrame({"track_id": 1, "frame": range(4), "y_px": 0.0, "x_px": range(4)})
     >>> mean_squared_displacement(tracks, pixel_size_um=2.0)["msd_um2"].tolist()
     [4.0, 16.0, 36.0]
     """
@@ -207,7 +199,7 @@ def mean_squared_displacement(
     pos = _positions(tracks, pixel_size_um)
     dt_scale = _frame_interval(frame_interval_s)
     ids = tracks["track_id"].to_numpy()
-    t = tracks["t"].to_numpy().astype(np.int64)
+    t = tracks[FRAME].to_numpy().astype(np.int64)
     span = 0
     per_track = []
     for tid in np.unique(ids):

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cytolens.core.errors import InputError
+from cytolens.core.tables import FRAME
 from cytolens.core.validate import is_dask
 
 __all__ = ["assemble_tracks", "ctc_table", "divisions", "relabel"]
@@ -30,7 +31,7 @@ def assemble_tracks(table: pd.DataFrame, links: Any) -> pd.DataFrame:
     Parameters
     ----------
     table : pandas.DataFrame
-        Detections with at least ``t`` (e.g. from
+        Detections with at least ``frame`` (e.g. from
         :func:`~cytolens.track.detections.detections`), one row per object.
     links : array_like of int, shape (n, 2)
         ``(from, to)`` pairs of positions (``0 .. len(table) - 1``) in
@@ -42,7 +43,7 @@ def assemble_tracks(table: pd.DataFrame, links: Any) -> pd.DataFrame:
     pandas.DataFrame
         ``table`` with columns ``track_id`` (1, 2, ... numbered by start
         frame) and ``parent_track_id`` (0 = none) first, sorted by
-        ``track_id`` then ``t``.
+        ``track_id`` then ``frame``.
 
     Raises
     ------
@@ -52,17 +53,17 @@ def assemble_tracks(table: pd.DataFrame, links: Any) -> pd.DataFrame:
 
     Examples
     --------
-    >>> table = pd.DataFrame({"t": [0, 1, 1, 3]})
-    >>> assemble_tracks(table, [(0, 1), (0, 2), (1, 3)])[["track_id", "t", "parent_track_id"]]
-       track_id  t  parent_track_id
-    0         1  0                0
-    1         2  1                1
-    2         3  1                1
-    3         4  3                2
+    >>> table = pd.DataFrame({"frame": [0, 1, 1, 3]})
+    >>> assemble_tracks(table, [(0, 1), (0, 2), (1, 3)])[["track_id", "frame", "parent_track_id"]]
+       track_id  frame  parent_track_id
+    0         1      0                0
+    1         2      1                1
+    2         3      1                1
+    3         4      3                2
     """
     n = len(table)
     links = np.asarray(links, dtype=np.int64).reshape(-1, 2)
-    t = table["t"].to_numpy()
+    t = table[FRAME].to_numpy()
     if links.size:
         if links.min() < 0 or links.max() >= n:
             raise InputError(f"links refer to rows outside 0..{n - 1}")
@@ -95,7 +96,7 @@ def assemble_tracks(table: pd.DataFrame, links: Any) -> pd.DataFrame:
     out = table.copy()
     out.insert(0, "track_id", track)
     out["parent_track_id"] = parent
-    return out.sort_values(["track_id", "t"], kind="stable")
+    return out.sort_values(["track_id", FRAME], kind="stable")
 
 
 def ctc_table(tracks: pd.DataFrame) -> pd.DataFrame:
@@ -103,7 +104,8 @@ def ctc_table(tracks: pd.DataFrame) -> pd.DataFrame:
 
     Examples
     --------
-    >>> tracks = pd.DataFrame({"track_id": [1, 1, 2], "t": [0, 1, 2], "parent_track_id": [0, 0, 1]})
+    >>> tracks = pd.DataFrame({"track_id": [1, 1, 2], "frame": [0, 1, 2],
+    ...                        "parent_track_id": [0, 0, 1]})
     >>> ctc_table(tracks).to_numpy().tolist()
     [[1, 0, 1, 0], [2, 2, 2, 1]]
     """
@@ -112,9 +114,9 @@ def ctc_table(tracks: pd.DataFrame) -> pd.DataFrame:
     grouped = tracks.groupby("track_id", sort=True)
     table = pd.DataFrame(
         {
-            "label": grouped["t"].min().index.to_numpy(np.int64),
-            "begin": grouped["t"].min().to_numpy(np.int64),
-            "end": grouped["t"].max().to_numpy(np.int64),
+            "label": grouped[FRAME].min().index.to_numpy(np.int64),
+            "begin": grouped[FRAME].min().to_numpy(np.int64),
+            "end": grouped[FRAME].max().to_numpy(np.int64),
             "parent": grouped["parent_track_id"].first().to_numpy(np.int64),
         }
     )
@@ -122,13 +124,14 @@ def ctc_table(tracks: pd.DataFrame) -> pd.DataFrame:
 
 
 def divisions(tracks: pd.DataFrame) -> pd.DataFrame:
-    """One row per division: ``parent_track_id``, ``t`` (mother's last frame), ``daughters``.
+    """One row per division: ``parent_track_id``, ``frame`` (mother's last frame), ``daughters``.
 
     Examples
     --------
-    >>> tracks = pd.DataFrame({"track_id": [1, 2, 3], "t": [0, 1, 1], "parent_track_id": [0, 1, 1]})
+    >>> tracks = pd.DataFrame({"track_id": [1, 2, 3], "frame": [0, 1, 1],
+    ...                        "parent_track_id": [0, 1, 1]})
     >>> divisions(tracks).to_dict("records")
-    [{'parent_track_id': 1, 't': 0, 'daughters': (2, 3)}]
+    [{'parent_track_id': 1, 'frame': 0, 'daughters': (2, 3)}]
     """
     table = ctc_table(tracks)
     children = table[table["parent"] > 0].groupby("parent")["label"].apply(tuple)
@@ -137,7 +140,7 @@ def divisions(tracks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "parent_track_id": children.index.to_numpy(np.int64),
-            "t": end.loc[children.index].to_numpy(np.int64),
+            FRAME: end.loc[children.index].to_numpy(np.int64),
             "daughters": [tuple(int(c) for c in v) for v in children.to_numpy()],
         }
     )
@@ -157,7 +160,7 @@ def relabel(labels: Any, tracks: pd.DataFrame) -> Any:
     labels : numpy.ndarray or dask.array.Array
         Label movie ``T(Z)YX`` the tracks were computed from.
     tracks : pandas.DataFrame
-        Columns ``t``, ``label``, ``track_id``.
+        Columns ``frame``, ``label``, ``track_id``.
 
     Returns
     -------
@@ -168,7 +171,7 @@ def relabel(labels: Any, tracks: pd.DataFrame) -> Any:
     Examples
     --------
     >>> movie = np.array([[[5, 0]], [[0, 7]]])
-    >>> tracks = pd.DataFrame({"t": [0, 1], "label": [5, 7], "track_id": [1, 1]})
+    >>> tracks = pd.DataFrame({"frame": [0, 1], "label": [5, 7], "track_id": [1, 1]})
     >>> relabel(movie, tracks).tolist()
     [[[1, 0]], [[0, 1]]]
     """
@@ -176,7 +179,7 @@ def relabel(labels: Any, tracks: pd.DataFrame) -> Any:
     dtype = np.uint16 if top < 2**16 else np.uint32
     groups = {
         int(t): (g["label"].to_numpy(np.int64), g["track_id"].to_numpy())
-        for t, g in tracks.groupby("t")
+        for t, g in tracks.groupby(FRAME)
     }
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if is_dask(labels):

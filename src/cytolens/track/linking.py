@@ -42,6 +42,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from cytolens.core.tables import FRAME, position_columns
 from cytolens.evaluate.matching import overlap_matrix
 from cytolens.track.config import TrackerConfig
 
@@ -126,8 +127,7 @@ def assign(
 
 
 def _positions(table: pd.DataFrame) -> np.ndarray:
-    cols = [c for c in ("z", "y", "x") if c in table.columns]
-    return table[cols].to_numpy(np.float64)
+    return table[position_columns(table)].to_numpy(np.float64)
 
 
 def _pairs_within(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +168,7 @@ def link_frames(
     :func:`~cytolens.track.detections.estimate_max_distance`).
     """
     max_d = float(config.max_distance)
-    frames = {t: idx.to_numpy() for t, idx in table.groupby("t").groups.items()}
+    frames = {t: idx.to_numpy() for t, idx in table.groupby(FRAME).groups.items()}
     label_col = table["label"].to_numpy()
     n_t = labels.shape[0]
     cache: dict[int, np.ndarray] = {}
@@ -256,7 +256,7 @@ def link_segments(table: pd.DataFrame, links: np.ndarray, config: TrackerConfig)
     if links.size:
         succ[links[:, 0]] = links[:, 1]
         pred[links[:, 1]] = links[:, 0]
-    t = table["t"].to_numpy()
+    t = table[FRAME].to_numpy()
     pos = _positions(table)
     area = table["area_px"].to_numpy(np.float64)
     t0 = t.min() if n else 0

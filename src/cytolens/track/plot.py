@@ -13,6 +13,7 @@ import pandas as pd
 from cytolens.core.errors import InputError
 from cytolens.core.files import atomic_path
 from cytolens.core.normalize import sample_percentiles
+from cytolens.core.tables import FRAME
 from cytolens.track.lineage import ctc_table
 
 __all__ = ["overlay_animation", "plot_lineage", "track_color"]
@@ -66,7 +67,7 @@ def plot_lineage(tracks: pd.DataFrame, *, ax: Any = None, title: str | None = No
     Parameters
     ----------
     tracks : pandas.DataFrame
-        A tracks table (``track_id, t, parent_track_id``) or a CTC table
+        A tracks table (``track_id, frame, parent_track_id``) or a CTC table
         (``label, begin, end, parent``).
     ax : matplotlib.axes.Axes, optional
         Where to draw; default a new figure sized to the number of tracks.
@@ -142,7 +143,7 @@ def overlay_animation(
     labels : array_like
         Movie relabelled by track (``TrackingResult.labels``), same shape.
     tracks : pandas.DataFrame
-        ``TrackingResult.tracks`` (``track_id, t, y, x``).
+        ``TrackingResult.tracks`` (``track_id, frame, y_px, x_px``).
     path : str or path-like
         Output ``.gif``, written atomically.
     fps : float
@@ -187,7 +188,7 @@ def overlay_animation(
         raise InputError(f"frames must be a movie T(Z)YX, got shape {tuple(frames.shape)}")
     step = max(1, int(np.ceil(max(frames.shape[-2:]) / max_size)))
     lo, hi = _display_range(frames)
-    positions = {t: g for t, g in tracks.groupby("t")}
+    positions = {t: g for t, g in tracks.groupby(FRAME)}
     images = []
     for t in range(frames.shape[0]):
         raw = np.asarray(frames[t], np.float32)
@@ -206,10 +207,10 @@ def overlay_animation(
         recent = pd.concat(window) if window else tracks.iloc[:0]
         for tid, g in recent.groupby("track_id"):
             color = tuple(int(255 * c) for c in track_color(int(tid)))
-            pts = list(zip(g["x"] / step, g["y"] / step, strict=True))
+            pts = list(zip(g["x_px"] / step, g["y_px"] / step, strict=True))
             if len(pts) > 1:
                 draw.line(pts, fill=color, width=1)
-            if g["t"].iloc[-1] == t:
+            if g[FRAME].iloc[-1] == t:
                 draw.text((pts[-1][0] + 2, pts[-1][1] - 5), str(int(tid)), fill=color)
         draw.text((4, 2), f"t={t}", fill=(255, 255, 255))
         images.append(image.convert("P", palette=PILImage.Palette.ADAPTIVE))

@@ -14,6 +14,7 @@ import pandas as pd
 
 from cytolens.core.errors import InputError
 from cytolens.core.files import atomic_path
+from cytolens.core.tables import FRAME, position_columns
 from cytolens.track import lineage
 from cytolens.track.config import TrackerConfig, make_config
 from cytolens.track.detections import (
@@ -42,9 +43,11 @@ class TrackingResult:
     Attributes
     ----------
     tracks : pandas.DataFrame
-        One row per object and frame: ``track_id``, ``t``, ``label`` (the
-        object's value in the input frame), ``z`` (3-D only), ``y``, ``x``
-        (centroid, pixels), ``area_px``, ``parent_track_id`` (0 = none).
+        One row per object and frame: ``track_id``, ``frame`` (index from
+        0), ``label`` (the object's value in the input frame), ``z_px`` (3-D
+        only), ``y_px``, ``x_px`` (centroid, pixels), ``area_px``,
+        ``parent_track_id`` (0 = none). :func:`~cytolens.core.tables.with_physical_units`
+        adds positions in um and ``time_s``.
         Divisions and closed gaps start new tracks whose parent is the track
         before (CTC convention; a parent with one child is a gap).
     labels : numpy.ndarray or dask.array.Array
@@ -64,7 +67,7 @@ class TrackingResult:
 
     @property
     def divisions(self) -> pd.DataFrame:
-        """One row per division: ``parent_track_id``, ``t`` (mother's last frame), ``daughters``."""
+        """One row per division: ``parent_track_id``, ``frame`` (mother's last), ``daughters``."""
         return lineage.divisions(self.tracks)
 
     @property
@@ -211,8 +214,7 @@ def track(
     links = link_frames(array, table, config, progress=progress)
     extra = link_segments(table, links, config)
     tracks = assemble_tracks(table, np.concatenate([links, extra]))
-    z = ["z"] if "z" in tracks.columns else []
-    columns = ["track_id", "t", "label", *z, "y", "x", "area_px", "parent_track_id"]
+    columns = ["track_id", FRAME, "label", *position_columns(tracks), "area_px", "parent_track_id"]
     tracks = tracks[columns].reset_index(drop=True)
     logger.info(
         "%d detections -> %d tracks, %d divisions",
