@@ -1,8 +1,10 @@
 """``cytolens restore ...``: deconvolution from the command line.
 
-The command only parses arguments, reads files with :mod:`cytolens.io`, calls
-:func:`cytolens.restore.deconvolve` and writes the result, plus a before/after
-PNG of maximum projections next to it.
+The command only parses arguments into the parameters of the pipeline step
+``restore.deconvolve`` (:class:`cytolens.restore.steps.Deconvolve`, the values
+a pipeline YAML accepts), reads the file with :mod:`cytolens.io`, runs the
+step and writes the result, plus a before/after PNG of maximum projections
+next to it.
 
 Everything that can be checked without the pixels is checked first: option
 values (one line naming the option), the output (never an input, the PSF or
@@ -10,12 +12,13 @@ a folder; see :func:`cytolens.core.files.check_output_file`). With
 ``--chunk-shape`` (or an image too large to read whole) memory stays bounded
 from reading to writing: chunks go to a scratch store on disk, the output is
 written from it and the PNG from small previews (see
-:mod:`cytolens.restore.chunked_files`).
+:mod:`cytolens.restore.chunked_files`); that path calls the step's
+:meth:`~cytolens.restore.steps.Deconvolve.deconvolve` with the scratch store
+as ``out``, since an :class:`~cytolens.pipeline.Item` holds its image in memory.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +31,6 @@ from rich.console import Console
 from cytolens.core.errors import InputError, MissingFileError, OutputError
 from cytolens.core.options import at_least, finite, non_negative, parse_floats, positive
 from cytolens.core.summary import strict_json
-from cytolens.core.validate import is_dask
 
 app = typer.Typer(
     help="Restore images: fast deconvolution (Richardson-Lucy, Wiener-Butterworth).",
@@ -43,56 +45,13 @@ def _group() -> None:
 
 
 _OUT_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".ome.zarr", ".zarr")
-
-
-def _spatial(image: Any) -> Any:
-    """The image with singleton non-spatial axes dropped; must end up YX or ZYX."""
-    from cytolens.core.image import Image
-
-    keep = [i for i, a in enumerate(image.axes) if a in "ZYX" or image.shape[i] != 1]
-    axes = "".join(image.axes[i] for i in keep)
-    if axes not in ("YX", "ZYX"):
-        raise InputError(
-            f"{image.path}: axes {image.axes!r} with shape {image.shape}; deconvolution needs one "
-            f"channel and one time point (YX or ZYX); split the file first"
-        )
-    data = image.data.reshape(tuple(image.shape[i] for i in keep))
-    return Image(data, axes, dict(image.pixel_size_um), path=image.path)
-
-
-def _voxel_size(image: Any, given: tuple[float, ...] | None) -> tuple[float, ...]:
-    ndim = len(image.axes)
-    if given is not None:
-        if len(given) == 1:
-            given = given * ndim
-        if len(given) != ndim:
-            raise InputError(
-                f"--voxel-size {','.join(f'{v:g}' for v in given)} must give {ndim} values "
-                f"({', '.join(image.axes)}) or one, for {image.path}"
-            )
-        return given
-    sizes = image.pixel_size_um
-    if all(a in sizes for a in image.axes):
-        return tuple(sizes[a] for a in image.axes)
-    raise InputError(
-        f"{image.path} does not state its voxel size along {image.axes!r} (has {sizes}); "
-        f"pass --voxel-size, e.g. --voxel-size 0.3,0.1,0.1 (um, in {image.axes} order)"
-    )
-
-
-def _theoretical_shape(
-    image_shape: tuple[int, ...], voxel: tuple[float, ...], na: float, wavelength: float, n: float
-) -> tuple[int, ...]:
-    """Odd PSF shape: ~5 Airy rings laterally, 3 axial FWHMs each way, within the image."""
-    lateral = 3.0 * wavelength / na
-    axial = 3.0 * 2.0 * wavelength * n / na**2
-    halves = [math.ceil(lateral / v) for v in voxel[-2:]]
-    if len(image_shape) == 3:
-        halves.insert(0, math.ceil(axial / voxel[0]))
-    return tuple(
-        min(2 * h + 1, s if s % 2 else s - 1) if s > 1 else 1
-        for h, s in zip(halves, image_shape, strict=True)
-    )
+#: How the restore.deconvolve step's errors name its parameters here.
+_OPTION_NAMES = {
+    "psf": "--psf",
+    "voxel_size_um": "--voxel-size",
+    "chunk_shape": "--chunk-shape",
+    "tv": "--tv",
+}
 
 
 @contextmanager
@@ -117,15 +76,6 @@ def _named(image: Path, background: float) -> Iterator[None]:
         raise
     except InputError as exc:
         raise InputError(f"{image}: {exc}") from None
-
-
-def _chunk_shape(text: str | None, ndim: int) -> tuple[int, ...] | None:
-    values = parse_floats(text, "--chunk-shape", count=(1, ndim))
-    if values is None:
-        return None
-    if not all(v == int(v) for v in values):
-        raise InputError(f"--chunk-shape {text!r}: expected whole numbers of pixels")
-    return tuple(int(v) for v in values) * (ndim if len(values) == 1 else 1)
 
 
 def _beta(text: str) -> float | str:
@@ -235,9 +185,9 @@ def deconvolve(
     from cytolens.core.devices import resolve_device
     from cytolens.core.files import check_output_file
     from cytolens.io import imread
+    from cytolens.pipeline import Item, make_step
     from cytolens.report import image_panel, save_figure
-    from cytolens.restore import DEFAULT_ITERATIONS, METHODS, load_psf, theoretical_psf
-    from cytolens.restore import deconvolve as run_deconvolve
+    from cytolens.restore import METHODS
     from cytolens.restore.chunked_files import (
         bound_heap,
         preview,
@@ -289,89 +239,73 @@ def deconvolve(
         )
     voxel_given = parse_floats(voxel_size, "--voxel-size", count=(1, 2, 3))
     beta_value = _beta(beta)
-    parse_floats(chunk_shape, "--chunk-shape", count=(1, 2, 3))
+    chunk_given = parse_floats(chunk_shape, "--chunk-shape", count=(1, 2, 3))
+    if chunk_given is not None and not all(v == int(v) for v in chunk_given):
+        raise InputError(f"--chunk-shape {chunk_shape!r}: expected whole numbers of pixels")
     protected = (image, psf)
     out = check_output_file(out, protected=protected)
     png = out.with_name(out.name.split(".")[0] + "_before_after.png")
     check_output_file(png, protected=protected, option="the before/after PNG of --out")
-
-    img = _spatial(imread(image))
-    chunks = _chunk_shape(chunk_shape, img.ndim)
-    if not tv < 1 / (2 * img.ndim):
-        raise InputError(
-            f"--tv {tv:g} must be below {1 / (2 * img.ndim):.3g} for a {img.ndim}D image"
-        )
-    if psf is not None:
-        kernel = load_psf(psf)
-        if kernel.ndim != img.ndim:
-            raise InputError(
-                f"--psf {psf}: a {kernel.ndim}D PSF (shape {kernel.shape}) for the {img.ndim}D "
-                f"image {image} (shape {img.shape}); give a PSF with one axis per image axis"
-            )
-        psf_note = f"measured {psf.name}, shape {kernel.shape}"
+    if method == "network":
+        params: dict[str, Any] = {"method": method, "model": model}
     else:
-        voxel = _voxel_size(img, voxel_given)
-        shape = _theoretical_shape(img.shape, voxel, na, wavelength, refractive_index)
-        kernel = theoretical_psf(
-            shape,
-            na=na,
-            wavelength_um=wavelength,
-            voxel_size_um=voxel,
-            refractive_index=refractive_index,
-            kind=psf_kind,
-            excitation_wavelength_um=excitation_wavelength,
-            sheet_fwhm_um=sheet_fwhm,
+        params = dict(
+            method=method,
+            iterations=iterations,
+            alpha=alpha,
+            beta=beta_value,
+            order=order,
+            acceleration=acceleration,
+            tv=tv,
+            background=background,
         )
-        psf_note = f"theoretical {psf_kind}, NA {na}, {wavelength} um, shape {kernel.shape}"
-    options: dict[str, Any] = dict(
-        method=method,
-        iterations=iterations,
-        alpha=alpha,
-        beta=beta_value,
-        order=order,
-        acceleration=acceleration,
-        tv=tv,
-        background=background,
+    params.update(
+        psf=str(psf)
+        if psf is not None
+        else {
+            "na": na,
+            "wavelength_um": wavelength,
+            "refractive_index": refractive_index,
+            "kind": psf_kind,
+            "excitation_wavelength_um": excitation_wavelength,
+            "sheet_fwhm_um": sheet_fwhm,
+        },
+        voxel_size_um=None if voxel_given is None else list(voxel_given),
+        chunk_shape=None if chunk_given is None else [int(v) for v in chunk_given],
         device=device,
     )
-    if method == "network":
-        options = dict(method=method, model=model, device=device)
+
+    # the same step and parameters as a pipeline's restore.deconvolve
+    step = make_step("restore.deconvolve", params, where="options")
+    step.option_names = _OPTION_NAMES
+
+    img = step.prepare(imread(image))  # YX or ZYX, with --voxel-size as its pixel size
+    kernel = step.kernel(img)
+    psf_note = step.describe_psf(kernel)
+    chunks = step.chunks(img)
     axes, sizes, ndim = img.axes, dict(img.pixel_size_um), img.ndim
-    if voxel_given is not None and not sizes:  # the output records what the user stated
-        sizes = dict(zip(axes, _voxel_size(img, voxel_given), strict=True))
-    data = img.data
-    del img  # from here on only `data` holds the pixels, so they can be freed before writing
-    before = preview(data)
-    history: list[dict[str, float]] = []
-    if is_dask(data) or chunks is not None:
-        if chunks is None:  # a lazily read (large) image: chunks of about 512 MiB of work
-            chunks = _default_chunks(data.shape)
-        console.print(f"deconvolving {image.name} {data.shape} chunk by chunk ({psf_note})")
+    before = preview(img.data)
+    if chunks is not None:  # chunk by chunk, from the file to a scratch store on disk
+        console.print(f"deconvolving {image.name} {img.shape} chunk by chunk ({psf_note})")
         bound_heap()
-        with scratch_array(out, data.shape) as scratch:
+        with scratch_array(out, img.shape) as scratch:
             with _named(image, background):
-                run_deconvolve(
-                    data, kernel, chunk_shape=chunks, out=scratch, progress=True, **options
-                )
-            del data
+                step.deconvolve(img, kernel, out=scratch, progress=True)
+            del img  # from here on only the scratch store holds the result
             after = preview(scratch)
             release_memory()
             written = write_from_scratch(out, scratch, axes=axes, pixel_size_um=sizes)
+        row = step.summary(kernel, [])  # every chunk ran all iterations: no history
     else:
         from cytolens.core.progress import progress_bar
 
+        item = Item(image, out.name.split(".")[0], img)
+        del img  # only the item holds the pixels, so they can be freed before writing
         with progress_bar() as bar, _named(image, background):
             task = bar.add_task(f"deconvolving {image.name} ({psf_note})", total=None)
-            result = run_deconvolve(
-                data,
-                kernel,
-                return_history=method != "network",
-                progress=lambda k, n: bar.update(task, completed=k, total=n),
-                **options,
-            )
-            if method != "network":
-                result, history = result
-        del data
+            step.run(item, progress=lambda k, n: bar.update(task, completed=k, total=n))
+        result, row = item.image.data, item.row
+        del item
         after = preview(result)
         written = write_output(out, result, axes=axes, pixel_size_um=sizes)
         del result
@@ -383,14 +317,10 @@ def deconvolve(
         "output": str(written),
         "before_after_png": str(png),
         "method": method,
-        "psf": psf_note,
-        "model": (model or "decon-llsm-v1") if method == "network" else None,
-        "iterations_run": 0
-        if method == "network"
-        else len(history)
-        if history
-        else (iterations or DEFAULT_ITERATIONS[method]),
-        "final_relative_change": history[-1]["relative_change"] if history else None,
+        "psf": row["psf"],
+        "model": row["model"],
+        "iterations_run": row["iterations_run"],
+        "final_relative_change": row["final_relative_change"],
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if as_json:
@@ -404,13 +334,6 @@ def deconvolve(
             else f"{summary['iterations_run']} iteration(s){note}"
         )
         console.print(f"[green]wrote[/] {written} and {png.name} in {summary['seconds']} s ({how})")
-
-
-def _default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Chunks whose deconvolution needs about 512 MiB (~12 float32 copies of a chunk)."""
-    from cytolens.core.tiling import tile_shape_for_budget
-
-    return tile_shape_for_budget(shape, 4 * 12, max_bytes=512 * 2**20)
 
 
 # ---------------------------------------------------------------------------- denoising
