@@ -236,3 +236,19 @@ def test_cli_bad_options_are_one_line_before_any_work(tmp_path):
     proc = _cli("watch", "nowhere", "-p", "p.yaml", "--out", "o", cwd=tmp_path)
     assert proc.returncode == 2 and "nowhere: no such folder to watch" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
+
+
+def test_yaml_psf_is_relative_to_the_yaml_folder(tmp_path, monkeypatch):
+    from cytolens import data
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    shutil.copy(data.sample_path("bead_psf.tif"), folder / "psf.tif")
+    (folder / "p.yaml").write_text(
+        "inputs: [in]\nsteps:\n  - restore.deconvolve: {psf: psf.tif}\n"
+        "  - segment.nuclei: {model: nuclei-v2}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # not the YAML's folder
+    steps = load_pipeline(folder / "p.yaml").steps
+    assert steps[0].params.psf == str(folder / "psf.tif")
+    assert steps[1].params.model == "nuclei-v2"  # a shipped name stays a name

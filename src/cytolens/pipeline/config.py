@@ -122,10 +122,30 @@ def _line(node: yaml.Node, path: Path) -> str:
     return f"{path} line {node.start_mark.line + 1}"
 
 
+#: Step parameters that may name a file or folder (a PSF, a model folder).
+PATH_PARAMETERS = ("psf", "model")
+
+
+def _relative_to(params: Any, base: Path) -> Any:
+    """``params`` with a relative file or folder that exists beside the YAML made absolute.
+
+    A value that names nothing there (a shipped model's name) is left as written.
+    """
+    if not isinstance(params, dict):
+        return params
+    fixed = dict(params)
+    for key in PATH_PARAMETERS:
+        value = fixed.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
+            fixed[key] = str(base / value)
+    return fixed
+
+
 def load_pipeline(path: str | os.PathLike[str], *, need_inputs: bool = True) -> Pipeline:
     """Read and validate a pipeline YAML file.
 
-    Relative inputs and ``out`` are taken relative to the file's folder.
+    Relative inputs and ``out`` are taken relative to the file's folder, and so
+    are a step's ``psf`` or ``model`` when they name a file or folder there.
     ``need_inputs=False`` (for ``cytolens watch``) makes ``inputs`` optional.
 
     Raises
@@ -186,7 +206,7 @@ def load_pipeline(path: str | os.PathLike[str], *, need_inputs: bool = True) -> 
             name, params = next(iter(value.items()))
         else:
             raise InputError(f"{where}: a step is 'name' or 'name: {{parameters}}', got {value!r}")
-        steps.append(make_step(str(name), params, where=where))
+        steps.append(make_step(str(name), _relative_to(params, base), where=where))
         wheres.append(where)
     check_chain(steps, wheres)
     out = None
