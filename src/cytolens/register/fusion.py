@@ -33,7 +33,7 @@ from cytolens.core.validate import check_array, is_dask
 from cytolens.register.resample import transform_image
 from cytolens.register.transform import Transform, _sizes
 
-__all__ = ["FUSION_METHODS", "fuse", "psf_in_common_frame"]
+__all__ = ["BYTES_PER_VOXEL", "FUSION_METHODS", "fuse", "psf_in_common_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def fuse(
     background: float = 0.0,
     weight_sigma: float = 4.0,
     chunk_shape: Sequence[int] | None = None,
+    memory_mb: float | None = None,
     out: Any = None,
     device: str = "auto",
 ) -> Any:
@@ -84,10 +85,19 @@ def fuse(
     weight_sigma : float
         Smoothing (pixels) of the local-contrast weights of ``"weighted"``.
     chunk_shape : sequence of int, optional
-        Fuse chunk by chunk (memory bounded by a few chunks and their halo);
-        the result is then computed into ``out`` (or a NumPy array).
+        Fuse chunk by chunk, one at a time, into ``out`` (or a NumPy array):
+        each chunk resamples only the part of each view it needs (chunk plus
+        the method's halo), so memory is one chunk's working set. With Dask
+        views and no ``out``, the chunks of a lazy result instead.
+    memory_mb : float, optional
+        Memory budget instead of ``chunk_shape``: the chunk (halo included)
+        is the largest cube whose working set, :data:`BYTES_PER_VOXEL` of the
+        method per view and voxel, fits.
     out : array, optional
-        Preallocated float32 output (NumPy, memmap, Zarr) of the fused shape.
+        Preallocated float32 output (NumPy, memmap, Zarr) of the fused shape;
+        with Dask views and no ``chunk_shape``, filled chunk by chunk on the
+        first view's chunks. Chunks aligned with a Zarr ``out``'s chunks avoid
+        rewriting its chunks.
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
 
@@ -149,42 +159,60 @@ def fuse(
         common_psfs = [_pad_to(p, (side,) * ndim) for p in common_psfs]
         if side > min(shape):
             raise InputError(f"PSFs ({side} px a side) larger than the fused image {shape}")
-    dask_input = any(is_dask(v) for v in views)
-    lazy = dask_input or chunk_shape is not None
-    chunks = None
-    if lazy:
-        import dask.array as da
-
-        chunks = tuple(chunk_shape) if chunk_shape is not None else None
-        if chunks is None:
-            first = next(v for v in views if is_dask(v))
-            chunks = tuple(int(c) for c in first.chunksize)
-        views = [v if is_dask(v) else da.from_array(v, chunks=chunks) for v in views]
-    resampled = [
-        transform_image(
-            v,
-            t,
-            shape,
-            pixel_size_um=pixel_size_um,
-            cval=np.nan,
-            device=device,
-            chunk_shape=chunks if lazy else None,
-        )
-        for v, t in zip(views, transforms, strict=True)
-    ]
     kernel = _Fuser(method, common_psfs, int(iterations), alpha, background, weight_sigma, device)
-    if not lazy:
+    depth = kernel.depth(ndim)
+    dask_input = any(is_dask(v) for v in views)
+    read_shape = None
+    if memory_mb is not None and chunk_shape is None:
+        if not memory_mb > 0:
+            raise InputError(f"memory_mb must be positive, got {memory_mb!r}")
+        from cytolens.core.tiling import tile_shape_for_budget
+
+        read_shape = tile_shape_for_budget(
+            shape,
+            BYTES_PER_VOXEL[method] * len(views),
+            max_bytes=int(memory_mb * 2**20),
+            overlap=depth,
+        )
+        read_shape = _align_to_chunks(read_shape, depth, shape, getattr(out, "chunks", None))
+    elif chunk_shape is None and dask_input and out is not None:
+        first = next(v for v in views if is_dask(v))
+        chunk_shape = tuple(int(c) for c in first.chunksize)
+    if chunk_shape is not None:
+        chunk_shape = tuple(int(c) for c in chunk_shape)
+        if len(chunk_shape) != ndim or min(chunk_shape) < 1:
+            raise InputError(f"chunk_shape {chunk_shape!r} must give {ndim} positive sizes")
+        read_shape = tuple(
+            min(c + 2 * d, n) for c, d, n in zip(chunk_shape, depth, shape, strict=True)
+        )
+    if read_shape is not None and (out is not None or not dask_input):
+        return _fuse_tiles(views, transforms, kernel, shape, read_shape, pixel_size_um, out, device)
+    if not dask_input:
+        resampled = [
+            transform_image(v, t, shape, pixel_size_um=pixel_size_um, cval=np.nan, device=device)
+            for v, t in zip(views, transforms, strict=True)
+        ]
         result = kernel(*resampled)
         if out is not None:
             out[...] = result
             return out
         return result
-    import dask
+    # Dask views, no out: a lazy result, one task per chunk (map_overlap with the halo)
     import dask.array as da
 
-    depth = kernel.depth(ndim)
+    if chunk_shape is not None:
+        chunks = chunk_shape
+    else:
+        chunks = tuple(int(c) for c in next(v for v in views if is_dask(v)).chunksize)
+    views = [v if is_dask(v) else da.from_array(v, chunks=chunks) for v in views]
+    resampled = [
+        transform_image(
+            v, t, shape, pixel_size_um=pixel_size_um, cval=np.nan, device=device, chunk_shape=chunks
+        )
+        for v, t in zip(views, transforms, strict=True)
+    ]
     depth = tuple(min(d, c - 1) if c > 1 else 0 for d, c in zip(depth, chunks, strict=True))
-    fused = da.map_overlap(
+    return da.map_overlap(
         kernel,
         *resampled,
         depth=depth,
@@ -193,13 +221,65 @@ def fuse(
         dtype=np.float32,
         meta=np.empty((0,) * ndim, np.float32),
     )
+
+
+def _align_to_chunks(
+    read_shape: tuple[int, ...], depth: tuple[int, ...], shape: tuple[int, ...], chunks: Any
+) -> tuple[int, ...]:
+    """Shrink each tile core to a multiple of ``out``'s chunks (where it holds one), so that
+    tiles write whole chunks of a Zarr output instead of rewriting shared ones."""
+    if chunks is None or len(chunks) != len(shape):
+        return read_shape
+    aligned = []
+    for r, d, n, c in zip(read_shape, depth, shape, chunks, strict=True):
+        core = r - 2 * d
+        if r < n and core >= int(c):
+            r = core // int(c) * int(c) + 2 * d
+        aligned.append(r)
+    return tuple(aligned)
+
+
+def _fuse_tiles(
+    views: list[Any],
+    transforms: list[Transform],
+    kernel: _Fuser,
+    shape: tuple[int, ...],
+    read_shape: tuple[int, ...],
+    pixel_size_um: Any,
+    out: Any,
+    device: str,
+) -> Any:
+    """Fuse tile by tile into ``out``: each tile resamples, per view, only the input
+    region its read window (core + halo) maps to, fuses it and writes its core. One tile
+    at a time and nothing kept between tiles, so memory is one tile's working set
+    whatever the volume (Dask views are computed one region at a time)."""
+    from cytolens.core.devices import resolve_device
+    from cytolens.core.tiling import iter_tiles
+    from cytolens.register.resample import _resample_block
+
+    ndim = len(shape)
     if out is None:
-        if dask_input:
-            return fused
         out = np.empty(shape, np.float32)
-    with dask.config.set(scheduler="synchronous"):
-        da.store(fused, out, lock=False)
+    elif tuple(out.shape) != shape:
+        raise InputError(f"out has shape {tuple(out.shape)}, expected {shape}")
+    dev = resolve_device(device)
+    matrices = [t.in_pixels(_sizes(pixel_size_um, ndim)) for t in transforms]
+    for tile in iter_tiles(shape, read_shape, overlap=kernel.depth(ndim)):
+        blocks = [
+            _resample_block(v, m, tile.read, 1, np.nan, dev)
+            for v, m in zip(views, matrices, strict=True)
+        ]
+        out[tile.write] = kernel(*blocks)[tile.crop]
+        del blocks
     return out
+
+
+#: Bytes held per tile voxel and per view while fusing, used by ``memory_mb``: the view's
+#: input region, its resampled block and the method's temporaries. "mean" is measured
+#: (Python/NumPy peak in ``benchmarks/registration.py``'s scale part); the others are
+#: estimates from their temporaries (a stack of the views and Gaussian filters; padded
+#: float32 copies and complex64 spectra of each view's PSF and back projector).
+BYTES_PER_VOXEL = {"mean": 24, "weighted": 48, "joint-deconvolution": 96}
 
 
 def psf_in_common_frame(
@@ -278,6 +358,15 @@ class _Fuser:
         return tuple(2 * (s // 2) * self.iterations for s in self.psfs[0].shape)
 
     def __call__(self, *blocks: np.ndarray) -> np.ndarray:
+        if self.method == "mean":  # view by view: two block-sized accumulators, no stack
+            total = np.zeros(blocks[0].shape, np.float32)
+            count = np.zeros(blocks[0].shape, np.float32)
+            for b in blocks:
+                y = np.asarray(b, dtype=np.float32)
+                valid = np.isfinite(y)
+                total += np.where(valid, np.maximum(y - self.background, 0), 0)
+                count += valid
+            return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         ys = np.stack([np.asarray(b, dtype=np.float32) for b in blocks])
         valid = np.isfinite(ys)
         ys = np.where(valid, np.maximum(ys - self.background, 0), 0).astype(np.float32)
@@ -285,8 +374,6 @@ class _Fuser:
         mean = np.divide(
             ys.sum(axis=0), count, out=np.zeros(ys.shape[1:], np.float32), where=count > 0
         )
-        if self.method == "mean":
-            return mean.astype(np.float32)
         if self.method == "weighted":
             from scipy import ndimage as ndi
 

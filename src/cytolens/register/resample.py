@@ -3,8 +3,10 @@
 Each output chunk (laid out by :func:`cytolens.core.tiling.iter_tiles`) maps
 its corners through the transform, reads only the bounding box of the input
 it needs (plus one voxel for interpolation) and samples it with
-:func:`torch.nn.functional.grid_sample`. Memory is bounded by one chunk and its
-input region; Dask input gives a lazy Dask array with one task per chunk.
+:func:`torch.nn.functional.grid_sample`, a slab of at most 2**16 voxels at a
+time. Memory is bounded by one chunk (float32), its input region and about
+5 MiB of sampling coordinates; Dask input gives a lazy Dask array with one
+task per chunk.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ ORDERS = (0, 1, 3)
 _MODES = {0: "nearest", 1: "bilinear", 3: "bicubic"}
 #: Default chunk: 2**24 output voxels (64 MiB of float32).
 _CHUNK_VOXELS = 2**24
+#: Output voxels resampled at once within a chunk (bounds the coordinate temporaries).
+_SLAB_VOXELS = 2**16
 
 
 def transform_image(
@@ -194,23 +198,62 @@ def _sample_region(
     cval: float,
     dev: Any,
 ) -> np.ndarray:
-    """Sample ``source`` (the input cropped to ``region``) at the output voxels of ``write``."""
+    """Sample ``source`` (the input cropped to ``region``) at the output voxels of ``write``.
+
+    The output block is filled slab by slab (at most :data:`_SLAB_VOXELS` voxels along
+    its first axis at a time), each slab's ``grid_sample`` coordinates built from one
+    small affine map and per-axis index vectors (float64, so that the inside/outside
+    test at the border does not depend on the chunking; float32 for ``grid_sample``):
+    the temporaries are about 40 bytes per slab voxel, whatever the block size.
+    """
     import torch
+    import torch.nn.functional as F
 
     out_shape = tuple(s.stop - s.start for s in write)
+    out = np.full(out_shape, cval, np.float32)
     if source is None:
-        return np.full(out_shape, cval, np.float32)
+        return out
     n = len(write)
-    axes = [torch.arange(s.start, s.stop, dtype=torch.float64, device=dev) for s in write]
-    grids = torch.meshgrid(*axes, indexing="ij")
-    pts = torch.stack([g.reshape(-1) for g in grids], dim=1)
-    m = torch.as_tensor(matrix, dtype=torch.float64, device=dev)
-    q = pts @ m[:n, :n].T + m[:n, n]
-    offset = torch.tensor([s.start for s in region], dtype=torch.float64, device=dev)
-    vol = torch.as_tensor(np.asarray(source, dtype=np.float32), device=dev)
-    values = sample_points(vol, q - offset, order=order, cval=cval)
-    del q, pts, grids
-    return values.reshape(out_shape).cpu().numpy()
+    vol = torch.as_tensor(np.asarray(source, dtype=np.float32), device=dev)[None, None]
+    size = np.array(vol.shape[2:], dtype=np.float64)
+    denom = np.maximum(size - 1, 1)
+    offset = np.array([s.start for s in region], dtype=np.float64)
+    # input index q = M o + b - offset for output index o; grid_sample's coordinate
+    # (align_corners=True) g = 2 q / denom - 1, listed x, y(, z): reversed axes
+    lin = (2 / denom)[:, None] * matrix[:n, :n]
+    shift = 2 * (matrix[:n, n] - offset) / denom - 1
+    # inside: within half a voxel of the border, + 1e-6 voxel so that a point exactly half
+    # a voxel out (a half-voxel shift) is inside whatever the rounding of its chunk's sums
+    lo = (-1 - 2 * (0.5 + 1e-6) / denom)[::-1].copy()
+    hi = (2 * (size - 0.5 + 1e-6) / denom - 1)[::-1].copy()
+    lin, shift = lin[::-1], shift[::-1]
+    rows = max(1, _SLAB_VOXELS // max(1, int(np.prod(out_shape[1:]))))
+    for r0 in range(0, out_shape[0], rows):
+        r1 = min(out_shape[0], r0 + rows)
+        ranges = [np.arange(write[0].start + r0, write[0].start + r1, dtype=np.float64)]
+        ranges += [np.arange(s.start, s.stop, dtype=np.float64) for s in write[1:]]
+        inside = None
+        components = []
+        for k in range(n):
+            component = None
+            for j, a in enumerate(ranges):
+                view = [1] * n
+                view[j] = -1
+                term = torch.as_tensor(lin[k, j] * a, dtype=torch.float64, device=dev)
+                term = term.reshape(view)
+                component = term + float(shift[k]) if component is None else component + term
+            ok = (component >= float(lo[k])) & (component <= float(hi[k]))
+            inside = ok if inside is None else inside & ok
+            components.append(component.float())
+        grid = torch.stack(components, dim=-1)
+        del components
+        values = F.grid_sample(
+            vol, grid[None], mode=_MODES[order], padding_mode="border", align_corners=True
+        )[0, 0]
+        del grid
+        values.masked_fill_(~inside, cval)
+        out[r0:r1] = values.cpu().numpy()
+    return out
 
 
 def sample_points(
