@@ -125,35 +125,45 @@ def _deconvolution(report: Report, out: Path) -> None:
 
 
 def _focus(report: Report, out: Path) -> None:
-    """Rate the focus of the bundled nuclei field and of simulated defocused copies."""
-    from cytolens.focus import rate_focus
+    """Rate the focus of the bundled nuclei field and of simulated defocused copies (the step)."""
+    import warnings
+
+    from cytolens.core.image import Image
     from cytolens.focus.overlay import save_overlay
+    from cytolens.models.applicability import OutOfDomainWarning
+    from cytolens.pipeline import Item, make_step
     from cytolens.simulate import defocus_levels, simulate_defocus
 
     report.heading("Focus quality")
     report.text(
         "focus-miq-v1 rates every 84x84 patch of the BBBC006 field (level 0) and of copies "
-        "defocused by cytolens.simulate; blank patches (no nuclei) come out uncertain."
+        "defocused by cytolens.simulate (the focus.rate pipeline step); blank patches (no "
+        "nuclei) come out uncertain."
     )
-    sharp = data.nuclei().data
+    path, sharp = data.sample_path("nuclei_bbbc006.png"), data.nuclei()
     levels = defocus_levels()
+    step: Any = make_step("focus.rate")
     rows = []
     for level in (0, 3, 6, 9):
         image = (
-            sharp
+            sharp.data
             if level == 0
             else simulate_defocus(
-                sharp, float(levels[level]), rng=level, peak_photons=2000.0, read_noise_e=2.0
+                sharp.data, float(levels[level]), rng=level, peak_photons=2000.0, read_noise_e=2.0
             )
         )
-        result = rate_focus(image)
+        item = Item(path, f"level{level}", Image(image, "YX", dict(sharp.pixel_size_um)))
+        with warnings.catch_warnings():  # the table shows each copy's ood score
+            warnings.simplefilter("ignore", OutOfDomainWarning)
+            result = step.rate(item)
         rows.append(
             {
                 "simulated level": level,
-                "verdict": result.verdict,
-                "mean level": result.mean_level,
-                "P(in focus)": result.p_in_focus,
-                "blank fraction": result.blank_fraction,
+                "verdict": item.row["focus_verdict"],
+                "mean level": item.row["focus_mean_level"],
+                "P(in focus)": item.row["focus_p_in_focus"],
+                "blank fraction": item.row["focus_blank_fraction"],
+                "ood score": item.row.get("ood_score"),
             }
         )
         if level in (0, 6):

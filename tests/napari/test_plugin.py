@@ -217,6 +217,45 @@ def test_jobs_reject_bad_input_with_a_clear_message(job, args, message) -> None:
         job(*args)
 
 
+def test_jobs_run_the_pipeline_steps_on_the_layer() -> None:
+    """The widget's job and the ``segment.nuclei`` -> ``segment.measure`` steps agree."""
+    from cytolens.pipeline import Item, make_steps
+
+    image = data.nuclei()
+    ((labels, kwargs, kind),) = segment_nuclei_layers(
+        image.data, method="classical", pixel_size_um={"Y": 0.5, "X": 0.5, "Z": 2.0}
+    )
+    item = Item(data.sample_path("nuclei_bbbc006.png"), "n", image)
+    for step in make_steps([("segment.nuclei", {"method": "classical"}), ("segment.measure", {})]):
+        step.run(item)
+    np.testing.assert_array_equal(labels, item.labels)
+    assert kind == "labels" and kwargs["name"] == f"nuclei (classical, {item.row['nuclei']})"
+    features = kwargs["features"]  # one row per label, areas in um2 from the layer's pixel size
+    assert features["index"].tolist() == list(range(1, int(labels.max()) + 1))
+    np.testing.assert_allclose(features["area_um2"], features["area_px"] * 0.25)
+    assert kwargs["metadata"]["nuclei"] == item.row["nuclei"]
+
+
+def test_step_parameters_are_validated_with_the_widget_title() -> None:
+    with pytest.raises(InputError, match=r"Rate focus, step focus\.rate: patch_size"):
+        rate_focus_layers(np.zeros((64, 64)), patch_size=8)
+
+
+def test_layer_pixel_sizes_from_scale_and_units() -> None:
+    pint = pytest.importorskip("pint")
+    from cytolens.napari._widgets import layer_pixel_sizes
+
+    ureg = pint.get_application_registry()
+
+    class Layer:
+        scale = (2.0, 0.5, 250.0)
+        units = (ureg.um, ureg.um, ureg.nm)
+
+    assert layer_pixel_sizes(Layer()) == pytest.approx({"X": 0.25, "Y": 0.5, "Z": 2.0})
+    Layer.units = (ureg.s, ureg.pixel, ureg.um)  # only lengths count
+    assert layer_pixel_sizes(Layer()) == {"X": 250.0}
+
+
 def test_segment_nuclei_job_rejects_unknown_method() -> None:
     with pytest.raises(InputError, match="nope"):
         segment_nuclei_layers(np.zeros((64, 64)), method="nope")

@@ -112,6 +112,8 @@ def test_segment_nuclei_widget_runs(qtbot, viewer) -> None:
     assert isinstance(labels, napari.layers.Labels) and labels.name.startswith("nuclei (classical")
     assert labels.data.shape == (520, 696) and labels.data.max() > 0
     _check_geometry(labels, source, 2)
+    # segment.measure on the layer's pixel size: 0.5 um per pixel
+    np.testing.assert_allclose(labels.features["area_um2"], labels.features["area_px"] * 0.25)
 
 
 def test_denoise_widget_runs_and_names_its_applicability(qtbot, viewer) -> None:

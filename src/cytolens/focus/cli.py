@@ -2,7 +2,10 @@
 
 Commands only parse arguments, read files, call :mod:`cytolens.focus` and
 write results; errors are raised as :class:`~cytolens.core.errors.InputError`
-for the main command line to print.
+for the main command line to print. ``focus rate`` runs the pipeline step
+``focus.rate`` (:mod:`cytolens.focus.steps`, the same parameters a pipeline
+YAML accepts) on each image and writes what it leaves: the summary row, the
+overlay of its rating and the patch levels for the report.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from cytolens.core.options import at_least, non_negative
 from cytolens.core.summary import strict_json
 from cytolens.focus.model import DEFAULT_MODEL, MIN_PATCH_SIZE
 
-__all__ = ["app", "read_plane"]
+__all__ = ["app"]
 
 app = typer.Typer(
     help="Rate focus quality and find the best plane.",
@@ -29,16 +32,6 @@ app = typer.Typer(
 
 #: Images per gallery figure in the HTML report.
 _GALLERY_PAGE = 24
-
-
-def read_plane(path: Path, channel: int | None = None) -> Any:
-    """Read one 2D grey plane: singleton axes dropped, ``channel`` picked, RGB(A) averaged."""
-    from cytolens.core.plane import single_plane
-    from cytolens.io import imread
-
-    hint = "use `cytolens focus best-plane` for a z-stack"
-    image = imread(path)  # a Dask array for large files: rated band by band, never loaded whole
-    return single_plane(image, channel=channel, name=str(path), hint=hint, lazy=True)[0]
 
 
 def _gallery(rows: list[dict[str, Any]], out: Path) -> list[Any]:
@@ -129,6 +122,8 @@ def rate_cmd(
     channel out of range) is listed in ``failures.csv`` and in the report;
     the others are rated, and the command exits with code 1.
     """
+    import warnings
+
     import pandas as pd
 
     from cytolens.core.batch import exit_if_failed, report_failures, run_batch, write_failures
@@ -136,14 +131,28 @@ def rate_cmd(
     from cytolens.core.progress import progress_bar
     from cytolens.focus.model import FocusModel
     from cytolens.focus.overlay import save_overlay
-    from cytolens.focus.rate import rate_focus
-    from cytolens.io import find_images
-    from cytolens.models.applicability import out_of_domain_note, score_input
+    from cytolens.focus.steps import PATCH_TABLE, rated_plane
+    from cytolens.io import find_images, imread, output_stems
+    from cytolens.models.applicability import OutOfDomainWarning, out_of_domain_note
+    from cytolens.pipeline import Item, make_step
     from cytolens.report import Report
 
     files = find_images(inputs)
-    fm = FocusModel.load(model, device=device)
+    fm = FocusModel.load(model, device=device)  # an unknown model or device: before any work
+    # the same step and parameters as a pipeline's focus.rate
+    step: Any = make_step(
+        "focus.rate",
+        {
+            "model": model,
+            "patch_size": patch_size,
+            "batch_size": batch_size,
+            "channel": channel,
+            "device": device,
+        },
+        where="options",
+    )
     prepare_output_dir(out, protected=files, overwrite=overwrite)
+    names = dict(zip(files, output_stems(files), strict=True))
     levels: list[np.ndarray] = []
 
     with progress_bar(disable=as_json) as bar:
@@ -157,21 +166,20 @@ def rate_cmd(
             k, path = item
             bar.update(task, description=f"rating {path.name}")
             try:
-                plane = read_plane(path, channel)
-                res = rate_focus(
-                    plane,
-                    patch_size=patch_size,
-                    model=fm,
-                    batch_size=batch_size,
-                    progress=patch_progress,
-                )
+                # a Dask array for large files: rated band by band, never loaded whole
+                item = Item(path, names[path], imread(path))
+                with warnings.catch_warnings():  # reported once for the whole run below
+                    warnings.simplefilter("ignore", OutOfDomainWarning)
+                    res = step.rate(item, progress=patch_progress)
                 row: dict[str, Any] = {"file": str(path), **res.summary()}
-                row.update(score_input(fm, plane, path.name, warn=False))
+                row.update({k: v for k, v in item.row.items() if not k.startswith("focus_")})
                 if overlays:
                     name = Path("overlays") / f"{k:04d}_{path.name.split('.')[0]}.png"
+                    plane = rated_plane(item.image, channel, path.name)
                     save_overlay(out / name, plane, res, title=f"{path.name}: {res.verdict}")
                     row["overlay"] = str(name)
-                levels.append(res.patches.loc[~res.patches["is_blank"], "level"].to_numpy())
+                patches = item.tables[PATCH_TABLE]
+                levels.append(patches.loc[~patches["is_blank"], "level"].to_numpy())
                 return row
             finally:
                 bar.advance(task)

@@ -4,7 +4,14 @@ Each function takes the data of the selected layers and the widget's options,
 checks them (an :class:`~cytolens.core.errors.InputError` naming what is
 expected, which the widget shows as a notification), calls the cytolens API
 and returns napari layer-data tuples ``(data, kwargs, layer_type)`` in the
-pixel grid of the input. The widgets (:mod:`cytolens.napari._widgets`) run
+pixel grid of the input. Where a pipeline step exists (``focus.rate``,
+``segment.nuclei`` + ``segment.measure``, ``segment.cells``,
+``restore.denoise``, ``label_free.predict``, ``phenotype.classify``), the job
+builds that step from the widget's values (validated as a pipeline YAML's
+parameters) and runs it with :func:`run_steps` on an
+:class:`~cytolens.pipeline.Item` made from the layer's data, its axes and the
+pixel sizes of the layer's scale, then turns what the step left on the item
+into layers. The widgets (:mod:`cytolens.napari._widgets`) run
 these in a worker thread and give every output the input layer's ``scale``,
 ``translate`` and ``units``.
 
@@ -70,6 +77,71 @@ def require_ndim(data: Any, ndims: tuple[int, ...], what: str, expected: str) ->
         )
 
 
+def run_steps(
+    specs: list[tuple[str, dict[str, Any]]],
+    image: Any,
+    axes: str,
+    *,
+    what: str,
+    pixel_size_um: dict[str, float] | None = None,
+    labels: Any = None,
+    progress: Progress = None,
+) -> Any:
+    """Run pipeline steps on a layer's data; return the :class:`~cytolens.pipeline.Item` filled.
+
+    Parameters
+    ----------
+    specs : list of (str, dict)
+        Step names and parameters, e.g. ``[("segment.nuclei", {"method": "classical"})]``;
+        bad parameters raise :class:`InputError` naming ``what``.
+    image : array_like
+        The layer's data, with ``axes``.
+    axes : str
+        Its axes, e.g. ``"YX"``, ``"ZYX"``, ``"CYX"``.
+    what : str
+        The widget's title, for error messages.
+    pixel_size_um : dict, optional
+        Pixel sizes of the layer's scale (:func:`cytolens.napari._widgets.layer_pixel_sizes`);
+        those of ``axes`` go into the item's image.
+    labels : array_like, optional
+        A labels layer's data: the item's labels (uint32), for steps that need them.
+    progress : callable, optional
+        Given to a step whose ``run`` reports progress (``focus.rate``); the
+        others are followed by one ``progress(1, 1)`` (the cancel check).
+
+    Examples
+    --------
+    >>> from cytolens import data
+    >>> item = run_steps([("segment.nuclei", {"method": "classical"}), ("segment.measure", {})],
+    ...                  data.nuclei().data, "YX", what="Segment nuclei", pixel_size_um={"X": 0.5})
+    >>> item.row["nuclei"] == len(item.tables["nuclei"]), "area_um2" in item.tables["nuclei"]
+    (True, False)
+    """
+    import inspect
+    import warnings
+    from pathlib import Path
+
+    from cytolens.core.image import Image
+    from cytolens.core.validate import is_dask
+    from cytolens.models.applicability import OutOfDomainWarning
+    from cytolens.pipeline import Item, make_step
+
+    steps = [make_step(name, params, where=what) for name, params in specs]
+    sizes = {a: float(v) for a, v in (pixel_size_um or {}).items() if a in axes and v > 0}
+    data = image if is_dask(image) else np.asarray(image)  # a Dask layer stays lazy
+    item = Item(Path("layer"), "layer", Image(data, axes, sizes))
+    if labels is not None:
+        item.labels = np.asarray(labels).astype(np.uint32, copy=False)
+    for step in steps:
+        reports = "progress" in inspect.signature(step.run).parameters
+        with warnings.catch_warnings():  # applicability goes into layer names and metadata
+            warnings.simplefilter("ignore", OutOfDomainWarning)
+            step.run(item, **({"progress": progress} if reports else {}))
+        if progress is not None and not reports:
+            progress(1, 1)
+    return item
+
+
 def ood_suffix(score: float | None) -> str:
     """The applicability part of an output layer's name: ``", ood 0.42"``, "OUT OF DOMAIN" above 1.
 
@@ -84,7 +156,11 @@ def ood_suffix(score: float | None) -> str:
 
 
 def rate_focus_layers(
-    image: Any, *, patch_size: int = 84, progress: Progress = None
+    image: Any,
+    *,
+    patch_size: int = 84,
+    pixel_size_um: dict[str, float] | None = None,
+    progress: Progress = None,
 ) -> list[LayerData]:
     """Rate the focus of a 2-D image: a Shapes layer of patches coloured by defocus level.
 
@@ -104,32 +180,44 @@ def rate_focus_layers(
     >>> kind, shapes.shape, kwargs["name"]
     ('shapes', (48, 4, 2), 'focus: in focus')
     """
-    from cytolens.focus import rate_focus
+    from cytolens.focus.model import DEFAULT_MODEL
     from cytolens.focus.overlay import level_rgba
+    from cytolens.focus.steps import PATCH_TABLE
 
     require_ndim(image, (2,), "Rate focus", "a 2-D grey image (YX)")
-    result = rate_focus(np.asarray(image), patch_size=int(patch_size), progress=progress)
-    table, ps = result.patches, result.patch_size
-    corners = np.array([[0, 0], [0, ps], [ps, ps], [ps, 0]], np.float64)
-    origin = table[["y0_px", "x0_px"]].to_numpy(np.float64)
-    rectangles = origin[:, None, :] + corners[None]
+    params = {"model": DEFAULT_MODEL, "patch_size": int(patch_size)}
+    item = run_steps(
+        [("focus.rate", params)],
+        image,
+        "YX",
+        what="Rate focus",
+        pixel_size_um=pixel_size_um,
+        progress=progress,
+    )
+    table, row = item.tables[PATCH_TABLE], item.row
+    h, w = table["height_px"].to_numpy(np.float64), table["width_px"].to_numpy(np.float64)
+    y0, x0 = table["y0_px"].to_numpy(np.float64), table["x0_px"].to_numpy(np.float64)
+    rectangles = np.stack(
+        [np.stack(c, axis=1) for c in ((y0, x0), (y0, x0 + w), (y0 + h, x0 + w), (y0 + h, x0))],
+        axis=1,
+    )
+    n_levels = sum(1 for c in table.columns if c[0] == "p" and c[1:].isdigit())
     kwargs = {
-        "name": f"focus: {result.verdict}",
+        "name": f"focus: {row['focus_verdict']}",
         "shape_type": "rectangle",
-        "edge_color": level_rgba(table["level"], len(result.probabilities), table["certainty"]),
+        "edge_color": level_rgba(table["level"], n_levels, table["certainty"]),
         "face_color": "transparent",
-        "edge_width": max(1.0, ps / 40),
+        "edge_width": max(1.0, float(h.max(initial=0)) / 40),
         "features": {
             "level": table["level"].to_numpy(),
             "certainty": table["certainty"].to_numpy(),
             "is_blank": table["is_blank"].to_numpy(),
         },
         "metadata": {
-            "verdict": result.verdict,
-            "p_in_focus": result.p_in_focus,
-            "mean_level": result.mean_level,
-            "blank_fraction": result.blank_fraction,
-            "model": result.model,
+            **{key: row[f"focus_{key}"] for key in ("verdict", "p_in_focus", "mean_level")},
+            "blank_fraction": row["focus_blank_fraction"],
+            "model": params["model"],
+            **{k: v for k, v in row.items() if not k.startswith("focus_")},  # applicability
         },
     }
     return [(rectangles, kwargs, "shapes")]
@@ -187,7 +275,11 @@ def deconvolve_layers(
 
 
 def denoise_layers(
-    image: Any, *, model: str = "denoise-w2s-v1", progress: Progress = None
+    image: Any,
+    *,
+    model: str = "denoise-w2s-v1",
+    pixel_size_um: dict[str, float] | None = None,
+    progress: Progress = None,
 ) -> list[LayerData]:
     """Denoise a 2-D image (or a stack plane by plane) with a learned model.
 
@@ -201,23 +293,18 @@ def denoise_layers(
     >>> kind, out.shape, kwargs["name"].startswith("denoised (denoise-w2s-v1")
     ('image', (64, 64), True)
     """
-    import warnings
-
-    from cytolens.restore import denoise
-
     require_ndim(image, (2, 3), "Denoise", "a 2-D image (YX) or a stack of planes (ZYX)")
-    with warnings.catch_warnings():  # the verdict goes into the layer's name instead
-        warnings.simplefilter("ignore")
-        out, info = denoise(
-            np.asarray(image),
-            model=model,
-            axes="YX" if np.ndim(image) == 2 else "ZYX",
-            device="cpu",
-            return_info=True,
-            progress=progress or False,
-        )
-    verdict = ood_suffix(info.get("ood_score"))
-    return [(out, {"name": f"denoised ({model}{verdict})", "metadata": dict(info)}, "image")]
+    item = run_steps(
+        [("restore.denoise", {"model": model, "device": "cpu"})],
+        image,
+        "YX" if np.ndim(image) == 2 else "ZYX",
+        what="Denoise",
+        pixel_size_um=pixel_size_um,
+        progress=progress,
+    )
+    out = np.asarray(item.images["denoised"].data)
+    verdict = ood_suffix(item.row.get("ood_score"))  # the row's verdict goes into the name
+    return [(out, {"name": f"denoised ({model}{verdict})", "metadata": dict(item.row)}, "image")]
 
 
 def segment_nuclei_layers(
@@ -225,9 +312,15 @@ def segment_nuclei_layers(
     *,
     method: str = "model",
     diameter: float = 0.0,
+    pixel_size_um: dict[str, float] | None = None,
     progress: Progress = None,
 ) -> list[LayerData]:
-    """Segment nuclei in a 2-D image: a Labels layer (0 = background).
+    """Segment nuclei in a 2-D image: a Labels layer (0 = background) with their measurements.
+
+    The ``segment.nuclei`` and ``segment.measure`` steps: the layer's
+    ``features`` are the measurement table (``index`` = label; ``_um`` columns
+    when the layer's scale is in a length unit), its ``metadata`` the step's
+    summary row (count, median area, applicability for the model).
 
     Examples
     --------
@@ -236,17 +329,25 @@ def segment_nuclei_layers(
     >>> kind, labels.shape, kwargs["name"].startswith("nuclei (classical")
     ('labels', (520, 696), True)
     """
-    from cytolens import segment
-
     require_ndim(image, (2,), "Segment nuclei", "a 2-D image (YX)")
-    if method == "model":
-        labels = segment.nuclei(image, diameter=diameter or None, device="cpu", progress=progress)
-    elif method == "classical":
-        labels = segment.nuclei_classical(image, diameter=diameter or None)
-    else:
+    if method not in ("model", "classical"):
         raise InputError(f"Segment nuclei: unknown method {method!r}; use 'model' or 'classical'")
-    n = int(labels.max())
-    return [(labels, {"name": f"nuclei ({method}, {n})"}, "labels")]
+    params = {"method": method, "diameter": diameter or None, "device": "cpu"}
+    item = run_steps(
+        [("segment.nuclei", params), ("segment.measure", {})],
+        image,
+        "YX",
+        what="Segment nuclei",
+        pixel_size_um=pixel_size_um,
+        progress=progress,
+    )
+    features = item.tables["nuclei"].drop(columns="image").rename(columns={"label": "index"})
+    kwargs = {
+        "name": f"nuclei ({method}, {item.row['nuclei']})",
+        "features": features,
+        "metadata": dict(item.row),
+    }
+    return [(item.labels, kwargs, "labels")]
 
 
 def segment_cells_layers(
@@ -254,12 +355,14 @@ def segment_cells_layers(
     nuclei: Any,
     *,
     nucleus_method: str = "classical",
+    pixel_size_um: dict[str, float] | None = None,
     progress: Progress = None,
 ) -> list[LayerData]:
     """Whole cells of a cytoplasm or membrane stain, seeded by a nuclear stain: two Labels layers.
 
-    :func:`cytolens.segment.cells` on the two layers stacked as channels
-    (the cell stain, then the nuclear stain); the nuclei it found come back too.
+    The ``segment.cells`` step on the two layers stacked as channels (the
+    cell stain, then the nuclear stain); the nuclei it found come back too.
+    The cells' ``features`` are the step's ``cells`` table (``index`` = label).
 
     Examples
     --------
@@ -270,8 +373,6 @@ def segment_cells_layers(
     >>> kind, int(cells.max()), kw["name"]
     ('labels', 2, 'cells (2)')
     """
-    from cytolens.segment import cells
-
     require_ndim(image, (2,), "Segment cells", "a 2-D cell-stain image (YX)")
     require_ndim(nuclei, (2,), "Segment cells", "a 2-D nuclear-stain image (YX)")
     if np.shape(image) != np.shape(nuclei):
@@ -280,18 +381,24 @@ def segment_cells_layers(
             f"{np.shape(nuclei)} must have the same shape"
         )
     stack = np.stack([np.asarray(image, np.float32), np.asarray(nuclei, np.float32)])
-    labels, found = cells(
+    params = {
+        "channel": [0],
+        "nuclear_channel": 1,
+        "nucleus_method": nucleus_method,
+        "device": "cpu",
+    }
+    item = run_steps(
+        [("segment.cells", params)],
         stack,
-        axes="CYX",
-        channel=0,
-        nuclear_channel=1,
-        nucleus_method=nucleus_method,
-        device="cpu",
-        return_nuclei=True,
+        "CYX",
+        what="Segment cells",
+        pixel_size_um=pixel_size_um,
+        progress=progress,
     )
-    n = int(labels.max())
+    labels, found = item.images["cells"].data, item.images["nuclei"].data
+    features = item.tables["cells"].drop(columns="image").rename(columns={"label": "index"})
     return [
-        (labels, {"name": f"cells ({n})"}, "labels"),
+        (labels, {"name": f"cells ({int(labels.max())})", "features": features}, "labels"),
         (found, {"name": f"nuclei ({nucleus_method}, {int(found.max())})"}, "labels"),
     ]
 
@@ -428,7 +535,11 @@ def hpa_cells_layers(
 
 
 def label_free_layers(
-    stack: Any, *, model: str = "isl-v1", progress: Progress = None
+    stack: Any,
+    *,
+    model: str = "isl-v1",
+    pixel_size_um: dict[str, float] | None = None,
+    progress: Progress = None,
 ) -> list[LayerData]:
     """Predict fluorescence channels from a transmitted-light z-stack: one Image layer per target.
 
@@ -445,14 +556,16 @@ def label_free_layers(
     [('dapi (isl-v1', (128, 128), 'image'), ('map2 (isl-v1', (128, 128), 'image'), \
 ('nfh (isl-v1', (128, 128), 'image')]
     """
-    import warnings
-
-    from cytolens.label_free import predict
-
     require_ndim(stack, (3,), "Predict fluorescence", "a transmitted-light z-stack (ZYX)")
-    with warnings.catch_warnings():  # the verdict goes into the layers' names instead
-        warnings.simplefilter("ignore")
-        pred = predict(stack, model=model, axes="ZYX", device="cpu", progress=progress or False)
+    item = run_steps(
+        [("label_free.predict", {"model": model, "device": "cpu", "replace_image": False})],
+        stack,
+        "ZYX",
+        what="Predict fluorescence",
+        pixel_size_um=pixel_size_um,
+        progress=progress,
+    )
+    pred = item.images["predicted"]
     meta = dict(pred.metadata)
     verdict = ood_suffix(meta.get("applicability", {}).get("ood_score"))
     colormaps = ("blue", "green", "magenta", "red", "cyan", "yellow")
@@ -472,7 +585,12 @@ def label_free_layers(
 
 
 def phenotype_layers(
-    image: Any, labels: Any, *, model: str = "mitocheck-v1", progress: Progress = None
+    image: Any,
+    labels: Any,
+    *,
+    model: str = "mitocheck-v1",
+    pixel_size_um: dict[str, float] | None = None,
+    progress: Progress = None,
 ) -> list[LayerData]:
     """Classify the phenotype of every object of a Labels layer: a Points layer at the centroids.
 
@@ -488,10 +606,6 @@ def phenotype_layers(
     >>> kind, points.tolist(), kwargs["features"]["label"].tolist()
     ('points', [[26.5, 27.5]], [1])
     """
-    import warnings
-
-    from cytolens.phenotype import predict_cells
-
     require_ndim(image, (2,), "Classify phenotypes", "a 2-D grey image (YX)")
     require_ndim(labels, (2,), "Classify phenotypes", "a 2-D labels layer of the cells (YX)")
     if np.shape(image) != np.shape(labels):
@@ -502,11 +616,16 @@ def phenotype_layers(
     labels = np.asarray(labels)
     if not labels.any():
         raise InputError("Classify phenotypes needs a labels layer with cells; it is empty")
-    with warnings.catch_warnings():  # out-of-domain cells are marked in the features
-        warnings.simplefilter("ignore")
-        table = predict_cells(np.asarray(image), labels, model=model, device="cpu", name="layer")
-    if progress is not None:
-        progress(1, 1)
+    item = run_steps(  # out-of-domain cells are marked in the features
+        [("phenotype.classify", {"model": model, "device": "cpu"})],
+        image,
+        "YX",
+        what="Classify phenotypes",
+        pixel_size_um=pixel_size_um,
+        labels=labels,
+        progress=progress,
+    )
+    table = item.tables["cells"]
     points = table[["centroid_y", "centroid_x"]].to_numpy(np.float64)
     keep = [c for c in ("label", "phenotype", "confidence", "ood_score", "in_domain") if c in table]
     kwargs = {

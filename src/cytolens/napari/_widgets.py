@@ -8,9 +8,10 @@ job of :mod:`cytolens.napari._jobs` in napari's ``thread_worker`` so the
 window stays responsive; progress reported by the API moves the bar, and
 "Cancel" stops the job at its next progress report (jobs whose API reports
 no progress are discarded when they end). Output layers get the scale,
-translate, units and axis labels of the input layer. Bad input and failures
-become one line in napari's notification area and in the status line,
-never a traceback dialog.
+translate, units and axis labels of the input layer; jobs that run pipeline
+steps get the input layer's pixel sizes (:func:`layer_pixel_sizes`) for the
+item's image. Bad input and failures become one line in napari's
+notification area and in the status line, never a traceback dialog.
 
 This module deliberately has no ``from __future__ import annotations``:
 magicgui resolves annotations at run time, and the widgets are built from
@@ -33,7 +34,7 @@ from cytolens.napari import _jobs
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SPECS", "Input", "Option", "WidgetSpec", "make_widget"]
+__all__ = ["SPECS", "Input", "Option", "WidgetSpec", "layer_pixel_sizes", "make_widget"]
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,20 @@ class Option:
 
 @dataclass(frozen=True)
 class WidgetSpec:
-    """What a widget shows and which job of :mod:`cytolens.napari._jobs` it runs."""
+    """What a widget shows and which job of :mod:`cytolens.napari._jobs` it runs.
+
+    ``physical_units``: the job gets ``pixel_size_um`` (a number) and
+    ``frame_interval_s`` of the input layer (:func:`physical_sizes`);
+    ``pixel_sizes``: the job gets ``pixel_size_um`` per axis
+    (:func:`layer_pixel_sizes`), for the image of the pipeline item it runs on.
+    """
 
     title: str
     job: Callable[..., list]
     inputs: tuple[Input, ...]
     options: tuple[Option, ...] = ()
     physical_units: bool = False
+    pixel_sizes: bool = False
     help: str = field(default="")
 
 
@@ -81,6 +89,7 @@ SPECS: dict[str, WidgetSpec] = {
         _jobs.rate_focus_layers,
         (Input("image"),),
         (Option("patch_size", 84, "patch size (px)", minimum=16, maximum=1024),),
+        pixel_sizes=True,
         help="Defocus level of every patch of a 2-D image (green: in focus, red: blurred).",
     ),
     "best_plane": WidgetSpec(
@@ -111,6 +120,7 @@ SPECS: dict[str, WidgetSpec] = {
         _jobs.denoise_layers,
         (Input("image"),),
         (Option("model", "denoise-w2s-v1", choices=("denoise-w2s-v1",)),),
+        pixel_sizes=True,
         help="A learned denoiser; the layer name says how far the image is from its training data.",
     ),
     "segment_nuclei": WidgetSpec(
@@ -121,6 +131,7 @@ SPECS: dict[str, WidgetSpec] = {
             Option("method", "model", choices=("model", "classical")),
             Option("diameter", 0.0, "diameter (px, 0 = auto)", minimum=0, maximum=1000),
         ),
+        pixel_sizes=True,
         help="Nuclei of a 2-D image as a Labels layer.",
     ),
     "segment_cells": WidgetSpec(
@@ -128,6 +139,7 @@ SPECS: dict[str, WidgetSpec] = {
         _jobs.segment_cells_layers,
         (Input("image", label="cell stain"), Input("nuclei", label="nuclear stain", prefer="nuc")),
         (Option("nucleus_method", "classical", choices=("classical", "model")),),
+        pixel_sizes=True,
         help="Whole cells of a cytoplasm/membrane stain, grown from the nuclei of a nuclear stain.",
     ),
     "track": WidgetSpec(
@@ -161,6 +173,7 @@ SPECS: dict[str, WidgetSpec] = {
         _jobs.label_free_layers,
         (Input("stack"),),
         (Option("model", "isl-v1", choices=("isl-v1",)),),
+        pixel_sizes=True,
         help="Fluorescence channels from a transmitted-light z-stack (isl-v1: 13 planes).",
     ),
     "phenotype": WidgetSpec(
@@ -168,6 +181,7 @@ SPECS: dict[str, WidgetSpec] = {
         _jobs.phenotype_layers,
         (Input("image"), Input("labels", kind="labels")),
         (Option("model", "mitocheck-v1", choices=("mitocheck-v1",)),),
+        pixel_sizes=True,
         help="The phenotype of every cell of a Labels layer, as points at the centroids.",
     ),
     "trust": WidgetSpec(
@@ -239,14 +253,29 @@ def physical_sizes(layer: Any) -> tuple[float | None, float | None]:
     units = getattr(layer, "units", None)
     if not units:
         return None, None
+    return _convert(units[-1], layer.scale[-1], "um"), _convert(units[0], layer.scale[0], "s")
 
-    def convert(unit: Any, scale: float, target: str) -> float | None:
-        try:
-            return float((scale * unit).to(target).magnitude)
-        except Exception:  # pint: dimensionality error, 'pixel' and other non-physical units
-            return None
 
-    return convert(units[-1], layer.scale[-1], "um"), convert(units[0], layer.scale[0], "s")
+def layer_pixel_sizes(layer: Any) -> dict[str, float]:
+    """Pixel sizes in um of the layer's last (up to three) axes, as ``{"Z", "Y", "X"}`` keys.
+
+    Only axes whose unit is a length count (napari's default ``pixel`` gives none).
+    """
+    units = getattr(layer, "units", None) or ()
+    sizes = {}
+    for axis, unit, scale in zip("XYZ", reversed(units), reversed(layer.scale), strict=False):
+        size = _convert(unit, scale, "um")
+        if size is not None and size > 0:
+            sizes[axis] = size
+    return sizes
+
+
+def _convert(unit: Any, scale: float, target: str) -> float | None:
+    """``scale`` in ``unit`` converted to ``target``; None when the unit is not of that kind."""
+    try:
+        return float((scale * unit).to(target).magnitude)
+    except Exception:  # pint: dimensionality error, 'pixel' and other non-physical units
+        return None
 
 
 def _layer_data(layer: Any) -> Any:
@@ -362,6 +391,8 @@ def _widget_class() -> type:
             source = selected[self.spec.inputs[0].name]
             if self.spec.physical_units:
                 kwargs["pixel_size_um"], kwargs["frame_interval_s"] = physical_sizes(source)
+            if self.spec.pixel_sizes:
+                kwargs["pixel_size_um"] = layer_pixel_sizes(source)
             self._cancel.clear()
 
             def progress(done: int, total: int) -> None:
