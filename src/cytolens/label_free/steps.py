@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from pydantic import Field
 
@@ -39,13 +41,18 @@ class PredictFluorescence(Step):
     def models(self) -> list[dict[str, str]]:
         return [model_provenance(self.params.model)]
 
-    def run(self, item: Item) -> None:
+    def run(self, item: Item, *, progress: Any = False) -> None:
+        """Predict the targets of ``item``; ``progress(done, total)`` follows the tiles."""
         from cytolens.label_free.model import LabelFreeModel, as_stack
 
         p = self.params
         model = LabelFreeModel.from_pretrained(p.model, device=p.device)
         pred, sigma = model.predict(
-            item.image, tile_shape=p.tile_shape, uncertainty=True, name=item.source.name
+            item.image,
+            tile_shape=p.tile_shape,
+            uncertainty=True,
+            name=item.source.name,
+            progress=progress,
         )
         item.images["predicted"] = pred
         item.images["sigma"] = sigma

@@ -469,13 +469,18 @@ class Denoise(Step):
 
         return [model_provenance(self.params.model)]
 
-    def run(self, item: Item) -> None:
+    def run(self, item: Item, *, progress: bool | Callable[[int, int], None] = False) -> None:
+        """Denoise ``item``; ``progress(done, total)`` follows the tiles."""
         from cytolens.restore.denoise import _restorer
 
         p = self.params
         image = item.image
         result, info = _restorer(p.model, p.device).restore(
-            image.data, axes=image.axes, tile_shape=p.tile_shape, name=item.source.name
+            image.data,
+            axes=image.axes,
+            tile_shape=p.tile_shape,
+            name=item.source.name,
+            progress=progress,
         )
         item.image = Image(result, image.axes, dict(image.pixel_size_um), path=image.path)
         item.images["denoised"] = item.image

@@ -61,7 +61,8 @@ class SegmentNuclei(Step):
     def models(self) -> list[dict[str, str]]:
         return [model_provenance(self.params.model)] if self.params.method == "model" else []
 
-    def run(self, item: Item) -> None:
+    def run(self, item: Item, *, progress: Any = False) -> None:
+        """Segment ``item``; ``progress(done, total)`` follows the model's tiles."""
         from cytolens.segment import nuclei, nuclei_classical
 
         p = self.params
@@ -77,7 +78,12 @@ class SegmentNuclei(Step):
         options = {"diameter": diameter, "pixel_size_um": size, "channel": p.channel}
         if p.method == "model":
             labels = nuclei(
-                item.image, model=p.model, tile_shape=p.tile_shape, device=p.device, **options
+                item.image,
+                model=p.model,
+                tile_shape=p.tile_shape,
+                device=p.device,
+                progress=progress,
+                **options,
             )
         else:
             labels = nuclei_classical(item.image, **options)
