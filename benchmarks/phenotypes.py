@@ -4,16 +4,22 @@ self-supervised pretrained encoder vs from scratch, exploration scores, throughp
 One run measures everything; writes ``benchmarks/results/phenotypes.json`` and ``.md`` (+ PNGs).
 
 - ``stratified``: the shipped ``mitocheck-v1`` (trained by ``scripts/train/mitocheck.py`` on
-  the other crops) on the stratified test split of ``src/cytolens/phenotype/mitocheck_split.json``;
-  peers: scikit-image regionprops shape + intensity + Haralick/LBP texture features
-  (:func:`cytolens.explore.classical_features`) with logistic regression and a random
-  forest trained on the same training crops.
-- ``grouped``: the same on the grouped split (no plate/well on both sides); the cytolens
-  model is pretrained (SimCLR) and fine-tuned on the grouped training crops in this run.
+  the other crops: a CNN, then a hybrid head, a logistic regression on its 8-view averaged
+  embedding + the classical features) on the stratified test split of
+  ``src/cytolens/phenotype/mitocheck_split.json``; peers: scikit-image regionprops shape +
+  intensity + Haralick/LBP texture features (:func:`cytolens.explore.classical_features`)
+  with logistic regression and a random forest trained on the same training crops.
+- ``grouped``: the same on the grouped split (no plate/well on both sides): the same recipe
+  (CNN fine-tuned from the self-supervised encoder, then the hybrid head) is trained on the
+  grouped training crops in this run; ``cytolens_cnn`` is its CNN alone (ablation).
 - ``learning_curve``: 10/25/50/100 % of the stratified training labels, fine-tuned from the
   shipped self-supervised encoder (pretrained on the unlabeled training crops) vs from scratch.
-- ``explore``: leave-one-out 5-NN accuracy and AMI (HDBSCAN clusters vs classes) of the
-  learned (self-supervised encoder, no labels) and classical embeddings of all crops.
+- ``explore``: leave-one-out 5-NN accuracy and AMI (HDBSCAN clusters vs classes) of
+  embeddings. ``learned``: the shipped model's embedding (what ``cytolens explore`` uses) of
+  the held-out stratified test crops (their labels unused by training), ``classical`` on the
+  same crops; ``*_grouped``: the grouped model on the grouped test crops (wells never seen);
+  ``self_supervised_all`` / ``classical_all``: the label-free SimCLR encoder vs classical
+  features on all crops.
 - ``throughput``: cells/s from crops, and from a raw image including nucleus segmentation.
 
 Usage: ``nice -n 10 .venv/bin/python benchmarks/phenotypes.py [--quick]``
@@ -94,14 +100,22 @@ def main() -> None:
     from cytolens.explore import classical_features, cluster_ami, explore_embeddings, knn_accuracy
     from cytolens.explore.report import thumbnail_map
     from cytolens.phenotype import PhenotypeClassifier, read_crop_set
+    from cytolens.phenotype.crops import crop_group
     from cytolens.phenotype.evaluation import classification_report, confusion_figure
     from cytolens.phenotype.network import CropEncoder
-    from cytolens.phenotype.train import stratified_split, train_classifier
+    from cytolens.phenotype.train import (
+        fit_hybrid_head,
+        grouped_split,
+        stratified_split,
+        train_classifier,
+    )
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer training steps (shared CPU)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fractions", default="0.1,0.25,0.5,1.0", help="learning-curve points")
+    ap.add_argument("--grouped-steps", type=int, default=None, help="override the preset")
+    ap.add_argument("--curve-steps", type=int, default=None, help="override the preset")
     args = ap.parse_args()
     fractions = [float(f) for f in args.fractions.split(",")]
     torch.set_num_threads(args.threads)
@@ -110,6 +124,8 @@ def main() -> None:
         if args.quick
         else {"grouped": 500, "curve": 400, "batch": 48}
     )
+    steps["grouped"] = args.grouped_steps or steps["grouped"]
+    steps["curve"] = args.curve_steps or steps["curve"]
     bench = Benchmark("phenotypes", description=__doc__.splitlines()[0])
     cs = read_crop_set(DATA / "labels.csv")
     split = json.loads(SPLIT.read_text())
@@ -145,15 +161,20 @@ def main() -> None:
 
     # --------------------------------------------------------------- classification
     rows = []
+    groups = np.array([crop_group(f) for f in cs.files])
+    grouped_model = None
     for split_name in ("stratified", "grouped"):
         test = _index(cs, split[f"{split_name}_test"])
         train = np.setdiff1d(np.arange(len(cs)), test)
+        extra = {}
         if split_name == "stratified":
             clf = model
-            train_note = "shipped mitocheck-v1"
+            train_note = "shipped mitocheck-v1 (CNN + hybrid head)"
         else:
             tr = cs.subset(train)
-            _, val = stratified_split(tr.labels, 0.15, seed=0)
+            # validation: whole groups of the training side (for the temperature only)
+            _, val = grouped_split(tr.labels, groups[train], 0.15, seed=0)
+            t_fit = time.perf_counter()
             res = train_classifier(
                 tr,
                 val_index=val,
@@ -163,25 +184,31 @@ def main() -> None:
                 threads=args.threads,
                 name="grouped",
             )
-            clf = res.classifier
+            cnn = res.classifier
+            extra["cytolens_cnn"] = classification_report(
+                y[test], cnn.probabilities(cnn.logits(cs.crops[test])), names
+            )
+            clf = grouped_model = fit_hybrid_head(res, tr).classifier
+            bench.set("grouped.training_s", round(time.perf_counter() - t_fit, 1))
             train_note = (
-                f"fine-tuned {steps['grouped']} steps (batch {steps['batch']}) on the grouped "
+                f"CNN fine-tuned {steps['grouped']} steps (batch {steps['batch']}) on the grouped "
                 "training crops in this run, from the shipped self-supervised encoder (its "
                 "label-free pretraining saw the stratified training crops, which include "
-                "crops of the grouped test wells: transductive, no labels)"
+                "crops of the grouped test wells: transductive, no labels), then the hybrid head "
+                "(logistic regression on the 8-view embedding + classical features)"
             )
         rep = classification_report(y[test], clf.probabilities(clf.logits(cs.crops[test])), names)
         peers = _peers(feats, y, train, test, names, args.threads)
         bench.set(f"{split_name}.n_test", len(test))
         bench.set(f"{split_name}.cytolens", _scores(rep) | {"model": train_note})
-        for key, prep in peers.items():
+        for key, prep in [*extra.items(), *peers.items()]:
             bench.set(f"{split_name}.{key}", _scores(prep))
         per_class = rep["per_class"].assign(
             lr_f1=peers["features_lr"]["per_class"]["f1"],
             rf_f1=peers["features_rf"]["per_class"]["f1"],
         )
         bench.set(f"{split_name}.per_class", per_class.round(3).to_dict(orient="records"))
-        for who, r in [("cytolens", rep), *peers.items()]:
+        for who, r in [("cytolens", rep), *extra.items(), *peers.items()]:
             rows.append({"split": split_name, "method": who, "n_test": len(test), **_scores(r)})
         bench.figure(
             confusion_figure(rep["confusion"], names, f"cytolens, {split_name} test split"),
@@ -248,15 +275,27 @@ def main() -> None:
     encoder.eval()
     with torch.inference_mode():
         x = torch.from_numpy(model.prepare(cs.crops))
-        learned = torch.cat([encoder(x[i : i + 512]) for i in range(0, len(x), 512)]).numpy()
+        ssl_emb = torch.cat([encoder(x[i : i + 512]) for i in range(0, len(x), 512)]).numpy()
+    strat_test = _index(cs, split["stratified_test"])
+    grouped_test = _index(cs, split["grouped_test"])
+    shipped_test = model.embed(cs.crops[strat_test])
+    cases = {
+        "learned": (shipped_test, strat_test),
+        "classical": (feats[strat_test], strat_test),
+        "learned_grouped": (grouped_model.embed(cs.crops[grouped_test]), grouped_test),
+        "classical_grouped": (feats[grouped_test], grouped_test),
+        "self_supervised_all": (ssl_emb, np.arange(len(cs))),
+        "classical_all": (feats, np.arange(len(cs))),
+    }
     explore = {}
     tables = {}
-    for kind, emb in (("learned", learned), ("classical", feats)):
+    for kind, (emb, idx) in cases.items():
         res = explore_embeddings(emb, method="pca")
         tables[kind] = res.table
         explore[kind] = {
-            "knn_accuracy": round(knn_accuracy(emb, y, k=5), 4),
-            "ami": round(cluster_ami(res.table["cluster"], y), 4),
+            "n_crops": len(idx),
+            "knn_accuracy": round(knn_accuracy(emb, y[idx], k=5), 4),
+            "ami": round(cluster_ami(res.table["cluster"], y[idx]), 4),
             "n_clusters": res.n_clusters,
             "noise_fraction": round(float((res.table["cluster"] == -1).mean()), 4),
             "ami_kmeans16": round(
@@ -264,7 +303,7 @@ def main() -> None:
                     explore_embeddings(emb, method="pca", clustering="kmeans", n_clusters=16).table[
                         "cluster"
                     ],
-                    y,
+                    y[idx],
                 ),
                 4,
             ),
@@ -278,18 +317,25 @@ def main() -> None:
             "clustering": "HDBSCAN (min_cluster_size "
             "max(5, N/100)) on 20 PCA components of standardized "
             "embeddings",
-            "learned_embedding": "self-supervised encoder (pretrained_encoder.pt), no labels",
+            "learned_embedding": "mitocheck-v1 encoder embedding (8-view average; what "
+            "cytolens explore uses) of the 524 held-out stratified test crops: the encoder was "
+            "fine-tuned with the labels of the other crops, never these",
+            "learned_grouped_embedding": "the grouped-split model of this run on the grouped "
+            "test crops (plates/wells unseen in its supervised training)",
+            "self_supervised_embedding": "SimCLR encoder (pretrained_encoder.pt), no labels, "
+            "all crops",
         },
     )
     bench.table(
-        "Exploration (all 2,620 crops; labels used only to score)",
+        "Exploration (labels used only to score; see the crop sets in the JSON)",
         [{"embedding": k, **v} for k, v in explore.items()],
     )
-    table = tables["learned"].assign(phenotype=[names[i] for i in y])
+    table = tables["learned"].assign(phenotype=[names[i] for i in y[strat_test]])
     bench.figure(
-        thumbnail_map(cs.crops, table, color="phenotype", n_thumbnails=150),
+        thumbnail_map(cs.crops[strat_test], table, color="phenotype", n_thumbnails=150),
         "map",
-        "PCA map of the self-supervised embedding, coloured by known class, with thumbnails",
+        "PCA map of the mitocheck-v1 embedding of the held-out test crops, coloured by known "
+        "class, with thumbnails",
     )
 
     # --------------------------------------------------------------- throughput

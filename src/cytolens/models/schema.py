@@ -203,6 +203,11 @@ class PhenotypeParameters(Parameters):
     in_channels: int = Field(ge=1)
     #: Temperature of the calibrated probabilities (fitted on the validation split).
     temperature: float = Field(gt=0)
+    #: Classical features (``cytolens.explore.classical_features`` columns) a hybrid head
+    #: reads beside the embedding, in order; empty: the embedding only.
+    features: list[str] = Field(default_factory=list)
+    #: Dihedral views (flips/90-degree rotations) whose embeddings are averaged: 1 or 8.
+    tta_views: Literal[1, 8] = 1
 
 
 class LabelFreeParameters(Parameters):

@@ -3,6 +3,8 @@
 - :func:`train_classifier`: a compact CNN on labelled crops (folder per class or
   ``file,label`` CSV; any classes, size, channels) with augmentation, class-balanced
   sampling, a fixed validation split and temperature-calibrated probabilities;
+  :func:`fit_hybrid_head` replaces its head by a logistic regression on the CNN's
+  8-view averaged output + classical shape/intensity/texture features (the shipped model);
   :func:`pretrain_encoder` pretrains its encoder self-supervised (SimCLR) on
   unlabeled crops, for transfer learning with few labels.
 - :func:`predict_cells`: phenotype of crops, or of every object of a label image
@@ -23,6 +25,7 @@ from cytolens.phenotype.model import (
     predict_cells,
 )
 from cytolens.phenotype.train import (
+    fit_hybrid_head,
     grouped_split,
     pretrain_encoder,
     save_classifier,
@@ -35,6 +38,7 @@ __all__ = [
     "CropSet",
     "PhenotypeClassifier",
     "cell_crops",
+    "fit_hybrid_head",
     "grouped_split",
     "phenotype_counts",
     "predict_cells",

@@ -93,7 +93,9 @@ class PhenotypeClassifier(Predictor):
     card : cytolens.models.ModelCard
         ``parameters`` (:class:`~cytolens.models.schema.PhenotypeParameters`):
         ``class_names``, ``crop_size``, ``input_size``, ``in_channels``,
-        ``temperature``; ``normalization``: how crops are scaled.
+        ``temperature``, ``features`` (classical features a hybrid head reads
+        beside the embedding), ``tta_views`` (dihedral views averaged);
+        ``normalization``: how crops are scaled.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
 
@@ -114,6 +116,8 @@ class PhenotypeClassifier(Predictor):
         self.input_size = int(p.input_size)
         self.in_channels = int(p.in_channels)
         self.temperature = float(p.temperature)
+        self.feature_names = tuple(p.features)
+        self.tta_views = int(p.tta_views)
 
     @classmethod
     def load(
@@ -131,25 +135,56 @@ class PhenotypeClassifier(Predictor):
             logger.info("crops of %d px resized as %d px crops are", a.shape[-1], self.crop_size)
         return resize_crops(normalize_crops(a, self.normalization), self.input_size)
 
-    def _run(self, x: np.ndarray, what: str) -> np.ndarray:
+    def _embed_prepared(self, x: np.ndarray) -> np.ndarray:
+        """Embeddings of prepared crops, averaged over ``tta_views`` dihedral views."""
         import torch
+
+        from cytolens.phenotype.augment import dihedral_views
 
         outs = []
         with torch.inference_mode():
             for i in range(0, len(x), BATCH):
                 t = torch.from_numpy(np.ascontiguousarray(x[i : i + BATCH])).to(self.device)
-                y = self.network.embed(t) if what == "embed" else self.network(t)
-                outs.append(y.float().cpu().numpy())
-        n_out = self.network.encoder.dim if what == "embed" else len(self.class_names)
-        return np.concatenate(outs) if outs else np.zeros((0, n_out), np.float32)
+                views = dihedral_views(t)[: self.tta_views]
+                e = torch.stack([self.network.embed(v) for v in views]).mean(0)
+                outs.append(e.float().cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, self.network.encoder.dim), np.float32)
+
+    def classical(self, crops: Any) -> np.ndarray | None:
+        """Classical features the head reads, ``(N, len(features))``; None: no hybrid head."""
+        if not self.feature_names:
+            return None
+        from cytolens.explore.features import classical_features
+
+        a = as_crops(crops, self.in_channels)
+        if not len(a):
+            return np.zeros((0, len(self.feature_names)), np.float32)
+        table = classical_features(a)
+        missing = [f for f in self.feature_names if f not in table.columns]
+        if missing:
+            raise InputError(
+                f"model {self.name!r} reads classical feature {missing[0]!r}, "
+                f"which these crops do not have (channels: {self.in_channels})"
+            )
+        return table[list(self.feature_names)].to_numpy(np.float32)
+
+    def head_logits(self, embedding: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """Raw logits ``(N, K)`` of embeddings (and classical features, for a hybrid head)."""
+        import torch
+
+        with torch.inference_mode():
+            e = torch.from_numpy(np.ascontiguousarray(embedding, np.float32)).to(self.device)
+            f = None if features is None else torch.from_numpy(np.array(features, np.float32))
+            return self.network.classify(e, f).float().cpu().numpy()
 
     def logits(self, crops: Any) -> np.ndarray:
-        """Raw logits ``(N, K)``."""
-        return self._run(self.prepare(crops), "logits")
+        """Raw logits ``(N, K)``: the head on the embedding (and classical features)."""
+        a = as_crops(crops, self.in_channels)
+        return self.head_logits(self.embed(a), self.classical(a))
 
     def embed(self, crops: Any) -> np.ndarray:
-        """The pooled encoder embedding ``(N, dim)`` of each crop."""
-        return self._run(self.prepare(crops), "embed")
+        """The pooled encoder embedding ``(N, dim)`` of each crop (averaged over ``tta_views``)."""
+        return self._embed_prepared(self.prepare(crops))
 
     def features(self, image: Any, **kwargs: Any) -> np.ndarray:
         """Applicability features: the embedding of one crop ``(C, Y, X)`` or ``(Y, X)``."""
@@ -183,19 +218,9 @@ class PhenotypeClassifier(Predictor):
             (calibrated), ``ood_score``, ``domain_percentile``, ``in_domain``
             (absent for a model without an applicability reference).
         """
-        import torch
-
-        x = self.prepare(crops)
-        outs, embs = [], []
-        with torch.inference_mode():
-            for i in range(0, len(x), BATCH):
-                t = torch.from_numpy(np.ascontiguousarray(x[i : i + BATCH])).to(self.device)
-                e = self.network.embed(t)
-                embs.append(e.float().cpu().numpy())
-                outs.append(self.network.head(e).float().cpu().numpy())
-        k = len(self.class_names)
-        logits = np.concatenate(outs) if outs else np.zeros((0, k), np.float32)
-        p = self.probabilities(logits)
+        a = as_crops(crops, self.in_channels)
+        emb = self.embed(a)
+        p = self.probabilities(self.head_logits(emb, self.classical(a)))
         table = pd.DataFrame(
             {
                 "phenotype": [self.class_names[i] for i in p.argmax(axis=1)],
@@ -207,7 +232,7 @@ class PhenotypeClassifier(Predictor):
         if self.has_domain and len(p):
             from cytolens.models.applicability import warn_out_of_domain
 
-            s = self.domain().score(np.concatenate(embs))
+            s = self.domain().score(emb)
             table["ood_score"] = np.round(s["ood_score"], 4)
             table["domain_percentile"] = np.round(s["domain_percentile"], 1)
             table["in_domain"] = s["in_domain"]

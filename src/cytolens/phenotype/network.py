@@ -71,6 +71,12 @@ class ProjectionHead(nn.Module):
 class PhenotypeNet(nn.Module):
     """:class:`CropEncoder` + dropout + one linear layer: class logits of cell crops.
 
+    With ``n_features > 0`` the linear layer (a hybrid head) also reads
+    ``n_features`` classical per-cell features, signed-log scaled
+    (:meth:`feature_transform`), beside the embedding: a multinomial logistic
+    regression on both, fitted after the encoder
+    (:func:`cytolens.phenotype.train.fit_hybrid_head`).
+
     Parameters
     ----------
     in_channels : int
@@ -81,6 +87,8 @@ class PhenotypeNet(nn.Module):
         Encoder widths (see :class:`CropEncoder`).
     dropout : float
         Dropout before the linear layer (training only).
+    n_features : int
+        Classical features the head reads beside the embedding (0: none).
 
     Notes
     -----
@@ -103,15 +111,33 @@ class PhenotypeNet(nn.Module):
         n_classes: int = 2,
         widths: tuple[int, ...] = (16, 32, 64, 96),
         dropout: float = 0.2,
+        n_features: int = 0,
     ) -> None:
         super().__init__()
         self.encoder = CropEncoder(in_channels, tuple(widths))
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.encoder.dim, n_classes)
+        self.n_features = int(n_features)
+        self.head = nn.Linear(self.encoder.dim + self.n_features, n_classes)
+
+    @staticmethod
+    def feature_transform(features: torch.Tensor) -> torch.Tensor:
+        """``sign(f) * log(1 + |f|)``: tames areas, intensities and their sums."""
+        return torch.sign(features) * torch.log1p(features.abs())
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled embedding ``(N, dim)`` of crops ``(N, C, Y, X)``."""
         return self.encoder(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.encoder(x)))
+    def classify(
+        self, embedding: torch.Tensor, features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits from an embedding ``(N, dim)`` (and the features ``(N, n_features)``)."""
+        z = self.dropout(embedding)
+        if self.n_features:
+            if features is None or features.shape[-1] != self.n_features:
+                raise ValueError(f"this head reads {self.n_features} classical features per crop")
+            z = torch.cat([z, self.feature_transform(features.to(z.dtype))], dim=1)
+        return self.head(z)
+
+    def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classify(self.encoder(x), features)

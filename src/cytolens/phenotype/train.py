@@ -19,6 +19,7 @@ from cytolens.phenotype.crops import CropSet
 
 __all__ = [
     "PhenotypeTrainResult",
+    "fit_hybrid_head",
     "grouped_split",
     "pretrain_encoder",
     "sampling_weights",
@@ -253,6 +254,8 @@ def train_classifier(
     lr: float = 3e-3,
     balance: float = 0.5,
     label_smoothing: float = 0.05,
+    weight_decay: float = 5e-4,
+    augmentation: dict[str, float] | None = None,
     seed: int = 0,
     threads: int = 2,
     name: str = "phenotype-model",
@@ -286,6 +289,12 @@ def train_classifier(
         ``count(class) ** -balance`` (:func:`sampling_weights`).
     label_smoothing : float
         Of the cross-entropy loss.
+    weight_decay : float
+        AdamW weight decay.
+    augmentation : dict, optional
+        Options of :func:`~cytolens.phenotype.augment.augment` (``scale``,
+        ``rotate``, ``gain``, ``offset``, ``gamma``, ``blur``, ``noise``);
+        default: its defaults (dihedral, zoom 10 %, gain 20 %, offset 0.05).
     name : str
         The model's name in its card.
     progress : bool
@@ -338,15 +347,16 @@ def train_classifier(
     gen = torch.Generator().manual_seed(seed)
     p = sampling_weights(cs.labels[train_index], balance)
     n = min(batch_size, len(train_index))
+    aug = dict(augmentation or {})
 
     def batch(step: int) -> Any:
         idx = torch.from_numpy(train_index[rng.choice(len(train_index), n, p=p)])
-        return augment(x[idx], gen), y[idx]
+        return augment(x[idx], gen, **aug), y[idx]
 
     def loss(network: Any, b: Any) -> Any:
         return F.cross_entropy(network(b[0]), b[1], label_smoothing=label_smoothing)
 
-    cfg = TrainConfig(steps=steps, lr=lr, weight_decay=5e-4, seed=seed, threads=threads)
+    cfg = TrainConfig(steps=steps, lr=lr, weight_decay=weight_decay, seed=seed, threads=threads)
     result = fit(net, batch, loss, cfg, progress=progress, seed=False, device=device)
     net = net.cpu().eval()
     with torch.inference_mode():
@@ -367,6 +377,7 @@ def train_classifier(
             "batch_size": n,
             "balance_power": balance,
             "label_smoothing": label_smoothing,
+            "augmentation": aug,
             "pretrained_encoder": encoder is not None,
             "n_train": len(train_index),
             "n_validation": len(val_index),
@@ -388,6 +399,184 @@ def train_classifier(
     )
 
 
+def fit_hybrid_head(
+    result: PhenotypeTrainResult,
+    crop_set: CropSet,
+    *,
+    C: float = 1.0,
+    tta_views: int = 8,
+    features: bool = True,
+    reads: str = "logits",
+    cnn_head: dict[str, Any] | None = None,
+    refit: bool = True,
+    name: str | None = None,
+) -> PhenotypeTrainResult:
+    """Replace a trained classifier's head by a calibrated logistic regression on the
+    (test-time augmented) CNN logits or embedding and the classical features of each crop.
+
+    The encoder is kept; a multinomial logistic regression (L2, ``C``) is
+    fitted on the standardized CNN logits (``reads="logits"``: the trained
+    linear head on the embedding averaged over ``tta_views`` dihedral views)
+    or that embedding itself (``reads="embedding"``), beside the signed-log
+    classical features
+    (:func:`cytolens.explore.classical_features`) when ``features``, of the
+    training crops of ``result``; the standardization is folded into the
+    network's linear head, so the shipped network computes exactly this
+    regression. The temperature is fitted on the validation crops (see ``refit``).
+
+    Parameters
+    ----------
+    result : PhenotypeTrainResult
+        From :func:`train_classifier` on ``crop_set``.
+    crop_set : CropSet
+        The crops it was trained on (``result.train_index`` / ``val_index`` index it).
+    C : float
+        Inverse L2 strength of the regression.
+    tta_views : {1, 8}
+        Dihedral views averaged for the embedding.
+    features : bool
+        Read classical features beside the embedding (False: a re-fitted linear
+        head on the embedding only).
+    reads : {"logits", "embedding"}
+        What of the CNN the regression reads. ``logits`` (16 numbers for 16
+        classes) constrains the CNN's part to its trained head: fewer weights
+        to fit, less room to learn plate/well appearance.
+    cnn_head : dict, optional
+        ``{"weight": (K, dim), "bias": (K,)}`` of the CNN's trained head, for
+        ``reads="logits"`` when ``result``'s network is already hybrid
+        (default: its head).
+    refit : bool
+        After the temperature and the validation scores are taken from a fit on
+        the training crops, refit the regression (same ``C``) on the training +
+        validation crops: the CNN never trained on the validation crops, so the
+        regression also learns how far to trust its output on unseen cells.
+    name : str, optional
+        The model's name (default: the card's).
+
+    Returns
+    -------
+    PhenotypeTrainResult
+        The hybrid classifier, its weights and validation scores.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.integers(0, 60, (40, 1, 16, 16)).astype(np.uint8)
+    >>> y = np.repeat([0, 1], 20); x[y == 1, :, 4:12, 4:12] += 150
+    >>> cs = CropSet(x, y, ["dim", "bright"], [f"{i}.png" for i in range(40)])
+    >>> res = train_classifier(cs, steps=5, input_size=16, batch_size=16, threads=1)
+    >>> hyb = fit_hybrid_head(res, cs)
+    >>> hyb.validation["accuracy"], len(hyb.classifier.feature_names) > 30
+    (1.0, True)
+    """
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from cytolens.evaluate.calibration import fit_temperature
+    from cytolens.phenotype.evaluation import classification_report
+    from cytolens.phenotype.model import PhenotypeClassifier
+    from cytolens.phenotype.network import PhenotypeNet
+
+    if tta_views not in (1, 8):
+        raise InputError(f"tta_views {tta_views}: expected 1 or 8")
+    if reads not in ("logits", "embedding"):
+        raise InputError(f"reads {reads!r}: expected 'logits' or 'embedding'")
+    old = result.classifier
+    if cnn_head is None:
+        if old.network.n_features:
+            raise InputError("this network's head is already hybrid: pass the CNN's cnn_head")
+        cnn_head = {k: v.detach().clone() for k, v in old.network.head.state_dict().items()}
+    wc = np.asarray(cnn_head["weight"], np.float64)
+    bc = np.asarray(cnn_head["bias"], np.float64)
+    card = old.card
+    params = dict(card.parameters) | {"tta_views": tta_views}
+    params.pop("features", None)
+    plain = PhenotypeClassifier.from_card(
+        old.network, card.model_copy(update={"parameters": params}), device="cpu"
+    )
+    emb = plain.embed(crop_set.crops)
+    names: list[str] = []
+    x = emb.astype(np.float64)
+    if reads == "logits":
+        x = x @ wc.T + bc
+    if features:
+        from cytolens.explore.features import classical_features
+
+        table = classical_features(crop_set.crops)
+        names = list(table.columns)
+        f = torch.from_numpy(table.to_numpy(np.float32).copy())
+        x = np.hstack([x, PhenotypeNet.feature_transform(f).numpy().astype(np.float64)])
+    tr, va = result.train_index, result.val_index
+    y = crop_set.labels
+    k = len(crop_set.class_names)
+
+    def regression(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weights ``(K, d)`` and bias of the regression fitted on ``idx``, on raw ``x``."""
+        scaler = StandardScaler().fit(x[idx])
+        lr = LogisticRegression(C=C, max_iter=5000).fit(scaler.transform(x[idx]), y[idx])
+        coef, intercept = lr.coef_, lr.intercept_
+        if len(lr.classes_) == 2:  # one row: the logit of the second class against the first
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.r_[0.0, intercept]
+        w = np.zeros((k, x.shape[1]))
+        b = np.full(k, -30.0)  # classes absent from the training crops: never predicted
+        w[lr.classes_] = coef / scaler.scale_
+        b[lr.classes_] = intercept - (coef * scaler.mean_ / scaler.scale_).sum(axis=1)
+        return w, b
+
+    w, b = regression(tr)
+    raw = x[va] @ w.T + b
+    pv = np.exp(raw - raw.max(axis=1, keepdims=True))
+    temperature = fit_temperature(pv / pv.sum(axis=1, keepdims=True), y[va])
+    if refit:
+        w, b = regression(np.concatenate([tr, va]))
+    if reads == "logits":  # fold the CNN's head in: one linear head on [embedding, features]
+        n_cnn = len(bc)
+        b = b + w[:, :n_cnn] @ bc
+        w = np.hstack([w[:, :n_cnn] @ wc, w[:, n_cnn:]])
+    net = PhenotypeNet(crop_set.crops.shape[1], k, WIDTHS, n_features=len(names))
+    net.encoder.load_state_dict(old.network.encoder.state_dict())
+    with torch.no_grad():
+        net.head.weight.copy_(torch.from_numpy(w))
+        net.head.bias.copy_(torch.from_numpy(b))
+    net.eval()
+    training = dict(result.record) | {
+        "head": {
+            "kind": f"logistic regression (L2, multinomial) on the standardized CNN {reads}"
+            + (" + signed-log classical features" if names else "")
+            + " (folded into one linear head on the embedding + features)",
+            "reads": reads,
+            "C": C,
+            "tta_views": tta_views,
+            "n_features": len(names),
+            "fitted_on": (
+                "training + validation crops (refit after the temperature and the validation "
+                "scores were taken from a fit on the training crops alone)"
+                if refit
+                else "training crops (validation crops: temperature only)"
+            ),
+        }
+    }
+    new_card = make_phenotype_card(
+        name=name or card.name,
+        class_names=list(crop_set.class_names),
+        crop_size=int(params["crop_size"]),
+        input_size=int(params["input_size"]),
+        in_channels=int(params["in_channels"]),
+        temperature=temperature,
+        normalization=old.normalization,
+        training=training,
+        features=names,
+        tta_views=tta_views,
+    )
+    clf = PhenotypeClassifier(net, new_card, device="cpu")
+    scores = classification_report(y[va], clf.probabilities(raw), crop_set.class_names)
+    validation = {
+        k_: scores[k_] for k_ in ("accuracy", "weighted_f1", "macro_f1", "balanced_accuracy", "ece")
+    } | {"temperature": temperature}
+    return PhenotypeTrainResult(clf, net.state_dict(), tr, va, validation, new_card.training)
+
+
 def make_phenotype_card(
     *,
     name: str,
@@ -402,33 +591,44 @@ def make_phenotype_card(
     training_data: list[str] | None = None,
     training_command: str = "cytolens classify train-cells",
     description: str = "",
+    features: list[str] | None = None,
+    tta_views: int = 1,
 ) -> Any:
-    """The model card of a phenotype classifier (:func:`cytolens.models.make_card`)."""
+    """The model card of a phenotype classifier (:func:`cytolens.models.make_card`).
+
+    ``features``: the classical features a hybrid head reads beside the
+    embedding; ``tta_views``: dihedral views averaged at prediction.
+    """
     from cytolens.models import make_card
 
+    features = list(features or [])
+    kwargs = {"in_channels": in_channels, "n_classes": len(class_names), "widths": list(WIDTHS)}
+    head = "linear head"
+    if features:
+        kwargs["n_features"] = len(features)
+        head = f"linear head on the embedding + {len(features)} classical features (hybrid)"
+    parameters = {
+        "class_names": list(class_names),
+        "crop_size": crop_size,
+        "input_size": input_size,
+        "in_channels": in_channels,
+        "temperature": round(float(temperature), 6),
+    }
+    if features:
+        parameters["features"] = features
+    if tta_views != 1:
+        parameters["tta_views"] = tta_views
     return make_card(
         name=name,
         task=f"cell phenotype classification ({len(class_names)} classes, single-label)",
         architecture=(
             f"PhenotypeNet (cytolens.phenotype.network): 7 conv-BN-ReLU, widths {list(WIDTHS)}, "
-            "mean+max global pooling, dropout, linear head"
+            f"mean+max global pooling, dropout, {head}"
+            + (f"; embedding averaged over {tta_views} dihedral views" if tta_views != 1 else "")
         ),
         input_axes="CYX",
-        network={
-            "entry_point": "cytolens.phenotype.network:PhenotypeNet",
-            "kwargs": {
-                "in_channels": in_channels,
-                "n_classes": len(class_names),
-                "widths": list(WIDTHS),
-            },
-        },
-        parameters={
-            "class_names": list(class_names),
-            "crop_size": crop_size,
-            "input_size": input_size,
-            "in_channels": in_channels,
-            "temperature": round(float(temperature), 6),
-        },
+        network={"entry_point": "cytolens.phenotype.network:PhenotypeNet", "kwargs": kwargs},
+        parameters=parameters,
         normalization=normalization,
         training_data=training_data or ["user crops"],
         training_command=training_command,
