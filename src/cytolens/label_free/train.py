@@ -23,7 +23,9 @@ seeding, threads, progress, checkpoints).
 Augmentation: random crops, intensity gain and offset of the input, Gaussian
 noise; flips and 90-degree rotations only with ``flips=True``, because the
 relief shading of phase-contrast and DIC images has a direction that
-flipping reverses.
+flipping reverses (on the in silico labeling sample, a 1000-step pilot with
+flips scored r 0.58 / 0.67 / 0.53 for DAPI / MAP2 / NFH on a tuning block,
+without 0.72 / 0.82 / 0.60).
 """
 
 from __future__ import annotations
@@ -246,11 +248,13 @@ def train_label_free(
     *,
     target_names: Sequence[str],
     name: str = "label-free",
+    version: str = "1.0.0",
     out: str | os.PathLike[str] | None = None,
     crop: int = 96,
     batch_size: int = 8,
     margin: int = 32,
     channels: Sequence[int] = (8, 16, 32, 64),
+    downsample: int = 1,
     flips: bool = False,
     sigma_weight: float = 0.1,
     config: Any = None,
@@ -273,6 +277,8 @@ def train_label_free(
         One name per target channel (``"dapi"``...).
     name : str
         Model-card name.
+    version : str
+        Model-card version.
     out : path-like, optional
         Write the model folder here (weights, card, ``applicability.npz``).
     crop, batch_size : int
@@ -281,6 +287,10 @@ def train_label_free(
         Pixels around each held-out block that training never reads.
     channels : sequence of int
         Network features per level.
+    downsample : int
+        Run the network at ``1 / downsample`` resolution inside (see
+        :class:`~cytolens.label_free.network.LabelFreeNet`); input and output stay
+        at full resolution.
     flips : bool
         Random flips and 90-degree rotations (off by default: see module notes).
     sigma_weight : float
@@ -335,29 +345,44 @@ def train_label_free(
             raise InputError(f"{p.name}: no held-out block (see default_block)")
     if len(target_names) != n_targets:
         raise InputError(f"{len(target_names)} target names for {n_targets} targets")
-    divisor = 2 ** (len(channels) - 1)
+    if downsample < 1:
+        raise InputError(f"downsample must be at least 1, got {downsample}")
+    divisor = downsample * 2 ** (len(channels) - 1)
     if crop % divisor:
         raise InputError(f"crop must be a multiple of {divisor}, got {crop}")
     config = config or TrainConfig(steps=600, lr=3e-3, threads=2)
     fields = [_Field(p, crop, margin) for p in pairs]
-    kwargs = {"in_channels": n_planes, "n_targets": n_targets, "channels": list(channels)}
-    net = LabelFreeNet(n_planes, n_targets, tuple(channels))
+    kwargs = {
+        "in_channels": n_planes,
+        "n_targets": n_targets,
+        "channels": list(channels),
+        "downsample": downsample,
+    }
+    net = LabelFreeNet(n_planes, n_targets, tuple(channels), downsample)
     overlap = 32 if divisor <= 8 else 4 * divisor
     params = {
         "targets": list(target_names),
         "n_planes": n_planes,
         "tile_overlap": overlap,
-        "feature_modules": [f"down.{len(channels) - 1}"],
-        "feature_tile": min(128, crop * 2),
+        # At half resolution the bottleneck's pooled activations no longer told a fluorescence
+        # image or one plane repeated from phase stacks (measured on isl-v1 2.0.0); the first
+        # level, which sees the input's local statistics at full detail, does.
+        "feature_modules": ["down.0"] if downsample > 1 else [f"down.{len(channels) - 1}"],
+        "feature_tile": max(divisor, min(128, crop * 2) // divisor * divisor),
     }
 
     def card_for(metrics: dict[str, Any], training: dict[str, Any], applic: dict[str, Any]) -> Any:
         return make_card(
             name=name,
-            version="1.0.0",
+            version=version,
             task="label-free prediction: fluorescence channels from a transmitted-light z-stack",
-            architecture=f"U-Net {list(channels)}, {n_planes} planes in, "
-            f"mean + log sigma per target ({n_targets} targets)",
+            architecture=f"U-Net {list(channels)}"
+            + (
+                f" at 1/{downsample} resolution (space to depth in, bilinear out)"
+                if downsample > 1
+                else ""
+            )
+            + f", {n_planes} planes in, mean + log sigma per target ({n_targets} targets)",
             input_axes="CYX",
             network={"entry_point": "cytolens.label_free.network:LabelFreeNet", "kwargs": kwargs},
             parameters=params,
@@ -401,6 +426,7 @@ def train_label_free(
         "crop": crop,
         "batch_size": batch_size,
         "margin_px": margin,
+        "downsample": downsample,
         "flips": flips,
         "sigma_weight": sigma_weight,
         "loss": "MSE of the means + sigma_weight * Gaussian NLL (mean detached)",
