@@ -21,11 +21,14 @@ from cytolens.models import (
 from cytolens.models import bioimageio as bx
 from cytolens.models.bioimageio import ATOL, RTOL, export_bioimageio
 
-#: 2-D models with a network entry; 3-D ones (network deconvolution, ZYX) are refused clearly.
+#: 2-D models with a network entry; 3-D ones (network deconvolution, ZYX) and hybrid heads
+#: (classical features computed outside the network, e.g. mitocheck-v1) are refused clearly.
 EXPORTABLE = [
     n
     for n in list_models()
-    if load_card(n).network and load_card(n).input_axes.upper() in ("YX", "YXC", "CYX")
+    if load_card(n).network
+    and load_card(n).input_axes.upper() in ("YX", "YXC", "CYX")
+    and not load_card(n).parameters.get("features")
 ]
 SKIPPED = [n for n in list_models() if n not in EXPORTABLE]
 
@@ -70,6 +73,25 @@ def test_a_3d_model_is_refused_with_a_clear_error(tmp_path):
         pytest.skip("no 3-D model shipped")
     with pytest.raises(ModelError, match="input_axes 'ZYX' cannot be exported"):
         bx.export_bioimageio(three_d[0], tmp_path / "m.zip")
+    assert not (tmp_path / "m.zip").exists()
+
+
+def test_a_hybrid_head_is_refused_before_any_work(tmp_path, monkeypatch):
+    hybrid = [n for n in list_models() if load_card(n).parameters.get("features")]
+    if not hybrid:
+        pytest.skip("no model with a hybrid head shipped")
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the network was built before the refusal")
+
+    monkeypatch.setattr(bx, "build_network", no_build)
+    n_features = len(load_card(hybrid[0]).parameters["features"])
+    with pytest.raises(
+        ModelError,
+        match=rf"model '{hybrid[0]}' cannot be exported to bioimage.io: its head reads "
+        rf"{n_features} classical features .* holds the network only",
+    ):
+        bx.export_bioimageio(hybrid[0], tmp_path / "m.zip")
     assert not (tmp_path / "m.zip").exists()
 
 

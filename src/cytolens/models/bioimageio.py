@@ -131,11 +131,10 @@ def _layout(card: ModelCard, net: Any) -> _Layout:
 
     first = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
     kwargs = card.network.get("kwargs") or {}
-    n_channels = int(
-        first.in_channels
-        if first is not None
-        else kwargs.get("in_channels", 1 if axes == "YX" else 3)
-    )
+    # the card's input channels first: a network may rearrange its input before the
+    # first convolution (isl-v1 2.0.0: space to depth, 13 planes -> 52 channels)
+    default = first.in_channels if first is not None else (1 if axes == "YX" else 3)
+    n_channels = int(kwargs.get("in_channels", default))
     patch = card.parameters.get("patch_size")
     if patch is not None:
         return _Layout(n_channels, True, int(patch), int(patch))
@@ -500,6 +499,25 @@ def network_source(cls: type) -> str:
     return source
 
 
+def _refuse_outside_inputs(card: ModelCard) -> None:
+    """Refuse a model whose network reads inputs computed outside it (a hybrid head).
+
+    A bioimage.io package holds the network only; e.g. ``mitocheck-v1``'s head
+    also reads classical per-cell features (Otsu object mask, regionprops,
+    Haralick, LBP: ``parameters.features``) that only cytolens computes, so a
+    package consumer could not reproduce its predictions.
+    """
+    features = list(card.parameters.get("features") or [])
+    n = len(features) or int((card.network.get("kwargs") or {}).get("n_features") or 0)
+    if n:
+        named = f" ({', '.join(features[:3])}, ...)" if features else ""
+        raise ModelError(
+            f"model {card.name!r} cannot be exported to bioimage.io: its head reads {n} "
+            f"classical features per crop{named} computed by cytolens outside the network, "
+            "and a bioimage.io package holds the network only; use it through cytolens"
+        )
+
+
 def export_bioimageio(
     name: str,
     path: str | os.PathLike[str],
@@ -531,8 +549,10 @@ def export_bioimageio(
     Raises
     ------
     ModelError
-        Unknown model, card without ``network``, or a failed model test
-        (torchscript differs from the state dict); nothing is written then.
+        Unknown model, card without ``network``, a network that reads inputs
+        computed outside it (a hybrid head's classical features), or a failed
+        model test (torchscript differs from the state dict); nothing is
+        written then.
     InputError
         ``path`` is a folder or not a ``.zip``; ``test_input`` of the wrong shape.
 
@@ -551,6 +571,7 @@ def export_bioimageio(
     if path.suffix.lower() != ".zip":
         raise InputError(f"{path}: expected a file name ending in .zip")
     card = load_card(name, root=root)
+    _refuse_outside_inputs(card)
     net = build_network(name, root=root)
     layout = _layout(card, net)
     raw = (
