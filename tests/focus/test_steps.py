@@ -67,3 +67,86 @@ def test_pipeline_writes_the_patch_table_and_the_verdicts(tmp_path):
     assert {"y0_px", "x0_px", "height_px", "width_px", "level", "certainty"} <= set(patches)
     items = pd.read_csv(out / "items.csv").set_index("name")
     assert items.loc["sharp", "focus_mean_level"] + 3 < items.loc["blurred", "focus_mean_level"]
+
+
+def _defocus_stack(levels=(6, 3, 0, 3, 6)):
+    sharp = data.nuclei().data[:252, :336].astype(np.float32)
+    return np.stack([simulate_defocus(sharp, dz) for dz in defocus_levels()[list(levels)]])
+
+
+def test_best_plane_step_makes_the_chosen_plane_the_image():
+    from cytolens.focus import best_plane
+    from cytolens.focus.steps import PLANE_TABLE, BestPlane
+
+    stack = _defocus_stack()
+    noise = np.random.default_rng(0).random(stack.shape).astype(np.float32)
+    # two channels: the rated one (0) and another that moves with it
+    image = Image(np.stack([stack, noise]), "CZYX", {"Z": 0.5, "Y": 0.2, "X": 0.2})
+    item = _item(image.data, "CZYX", name="s")
+    item.image = image
+    BestPlane({"channel": 0, "device": "cpu"}).run(item)
+    best, scores = best_plane(stack, device="cpu")
+    assert best == 2 and item.row["best_z_px"] == best and item.row["best_z_um"] == 1.0
+    assert item.row["planes"] == 5 and item.row["planes_with_content"] == 5
+    # the chosen plane, all channels, Z gone from the axes and the pixel sizes
+    assert item.image.axes == "CYX" and item.image.pixel_size_um == {"Y": 0.2, "X": 0.2}
+    np.testing.assert_array_equal(item.image.data[0], stack[best])
+    np.testing.assert_array_equal(item.image.data[1], noise[best])
+    table = item.tables[PLANE_TABLE]
+    assert (table["image"] == "s").all()
+    pd.testing.assert_frame_equal(table.drop(columns="image"), scores)
+    assert "best_plane" not in item.images  # only with save_plane
+
+
+@pytest.mark.parametrize(
+    ("params", "image", "axes", "match"),
+    [
+        ({}, np.zeros((2, 3, 96, 96)), "CZYX", "2 channels .* give channel"),
+        ({"channel": 2}, np.zeros((2, 3, 96, 96)), "CZYX", "channel 2"),
+        ({}, np.zeros((2, 3, 96, 96)), "TZYX", "2 time points"),
+        ({}, np.zeros((96, 96)), "YX", "has axes 'YX'.*no Z axis"),
+    ],
+)
+def test_best_plane_step_refuses_what_is_not_one_stack(params, image, axes, match):
+    from cytolens.focus.steps import BestPlane
+
+    with pytest.raises(InputError, match=match):
+        BestPlane({"method": "brenner_gradient", **params}).run(_item(image, axes))
+
+
+def test_best_plane_step_parameters_are_checked():
+    from cytolens.pipeline import make_step
+
+    with pytest.raises(InputError, match=r"method: .*unknown method 'sharpest'"):
+        make_step("focus.best_plane", {"method": "sharpest"})
+    with pytest.raises(InputError, match="planes: Extra inputs"):
+        make_step("focus.best_plane", {"planes": 3})
+
+
+def test_pipeline_best_plane_then_segment(tmp_path):
+    from cytolens.io import imwrite
+
+    stack = _defocus_stack((9, 0, 5)).astype(np.uint16)
+    src = imwrite(tmp_path / "stack.ome.tif", stack, axes="ZYX")
+    out = tmp_path / "out"
+    steps = make_steps(
+        [
+            ("focus.best_plane", {"method": "brenner_gradient", "save_plane": True}),
+            ("segment.nuclei", {"method": "classical"}),
+            ("segment.measure", {}),
+        ]
+    )
+    result = run_pipeline([src], steps, out, progress=False, report=False)
+    assert [r["status"] for r in result.records] == ["done"], result.records
+    planes = pd.read_csv(out / "focus_planes.csv")
+    assert planes["z_px"].tolist() == [0, 1, 2] and (planes["image"] == "stack").all()
+    items = pd.read_csv(out / "items.csv")
+    assert items["best_z_px"].tolist() == [1] and items["nuclei"].iloc[0] >= 1
+    assert len(pd.read_csv(out / "nuclei.csv")) == items["nuclei"].iloc[0]
+    from cytolens.io import imread
+
+    plane = imread(out / "best_plane" / "stack.ome.zarr")
+    assert plane.axes == "YX"
+    np.testing.assert_array_equal(np.asarray(plane.data), stack[1])
+    labels = imread(out / "labels" / "stack.ome.zarr")
+    assert labels.shape == stack.shape[1:]

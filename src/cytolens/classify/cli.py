@@ -1,7 +1,9 @@
 """``cytolens classify hpa|train``: protein localization of HPA folders, and fine-tuning.
 
 Commands parse arguments, read files, call :mod:`cytolens.classify` and write
-results atomically; errors are one line (see :mod:`cytolens.cli`).
+results atomically (``hpa`` classifies each sample with the pipeline step
+``classify.localization``, the same parameters a pipeline YAML accepts);
+errors are one line (see :mod:`cytolens.cli`).
 """
 
 from __future__ import annotations
@@ -84,18 +86,22 @@ def hpa_command(
     read or classified is listed in ``failures.csv`` and the report; the
     others are classified, and the command exits with code 1.
     """
+    import warnings
+
     import pandas as pd
     from rich.console import Console
 
     from cytolens.classify.cells import NUCLEUS_METHODS
     from cytolens.classify.display import channel_panel, composite_png
-    from cytolens.classify.model import LocalizationModel, classify_cells, localization
+    from cytolens.classify.model import LocalizationModel
+    from cytolens.classify.steps import CELL_TABLE
     from cytolens.core.batch import exit_if_failed, report_failures, run_batch, write_failures
     from cytolens.core.files import atomic_path, prepare_output_dir
     from cytolens.detect.annotations import write_boxes_csv, write_voc
     from cytolens.io import hpa_composite, hpa_sample_ids, imwrite, read_hpa
-    from cytolens.models.applicability import out_of_domain_note, score_input
-    from cytolens.models.check import at_chance, at_chance_note
+    from cytolens.models.applicability import OutOfDomainWarning, out_of_domain_note
+    from cytolens.models.check import at_chance_note
+    from cytolens.pipeline import Item, make_step
     from cytolens.report import Report, draw_boxes
 
     if nucleus_method not in NUCLEUS_METHODS:
@@ -106,7 +112,12 @@ def hpa_command(
     if not ids:
         raise InputError(f"{folder}: no HPA sample (<id>_blue.png|tif|jpg) found")
     m = LocalizationModel.load(model, device=device)
-    chance = {"classes": [], **at_chance(m.card)}
+    # the same step and parameters as a pipeline's classify.localization
+    step = make_step(
+        "classify.localization",
+        {"model": model, "cells": cells, "nucleus_method": nucleus_method, "device": device},
+        where="options",
+    )
     model_dir = Path(model)
     protected = [folder, *([model_dir] if model_dir.is_dir() else [])]
     prepare_output_dir(out, protected=protected, overwrite=overwrite)
@@ -114,20 +125,16 @@ def hpa_command(
     def classify_one(sid: str) -> tuple[dict[str, Any], Any, Any]:
         # everything is computed before anything is written: a failing sample leaves no file
         img = read_hpa(folder, sid)
-        res = localization(img, model=m)
-        row: dict[str, Any] = {"id": sid, **res.summary()}
-        row.update(score_input(m, img, sid, warn=False))
-        if chance["classes"]:  # called labels whose held-out F1 is at chance
-            row["labels_at_chance"] = ";".join(c for c in res.labels if c in chance["classes"])
+        item = Item(folder / sid, sid, img)
+        with warnings.catch_warnings():  # reported once for the whole run below
+            warnings.simplefilter("ignore", OutOfDomainWarning)
+            step.run(item)
+        row: dict[str, Any] = {"id": sid, **item.row}
         table = boxes = overlay = None
         if cells:
-            table, _, _ = classify_cells(img, model=m, nucleus_method=nucleus_method)
+            table = item.tables[CELL_TABLE].drop(columns="image")
             boxes = _cell_boxes(table, min_confidence)
             overlay = draw_boxes(hpa_composite(img), boxes)
-            row["cells"] = len(table)
-            row["cells_nucleoli"] = int((table["nucleolar"] == "Nucleoli").sum())
-            if chance.get("nucleolar"):
-                table = table.assign(nucleolar_at_chance=True)
         composite_png(img, out / "composite" / f"{sid}.png")
         if panels:
             channel_panel(img, out / "panels" / f"{sid}.png", title=sid)

@@ -1,7 +1,9 @@
 """``cytolens detect convert|train|predict``: boxes from LabelImg annotations to predictions.
 
 Commands parse arguments, check models, inputs and outputs before any work,
-call :mod:`cytolens.detect` and write results atomically; errors are one line
+call :mod:`cytolens.detect` and write results atomically (``predict``
+computes each image's boxes with the pipeline step ``detect.boxes``, the
+same parameters a pipeline YAML accepts); errors are one line
 (see :mod:`cytolens.cli`). Outputs never replace an input: not the images,
 not the annotation files next to them (LabelImg's default place), not an
 annotation file that cytolens did not write.
@@ -334,6 +336,8 @@ def predict_command(
     An image that cannot be read or processed fails alone: it is listed in
     failures.csv and the report, the others are done, and the exit code is 1.
     """
+    import warnings
+
     import pandas as pd
 
     from cytolens.core.batch import exit_if_failed, report_failures, run_batch, write_failures
@@ -341,13 +345,21 @@ def predict_command(
     from cytolens.core.summary import strict_json
     from cytolens.detect.annotations import COLUMNS, write_boxes_csv, write_voc
     from cytolens.detect.model import Detector
+    from cytolens.detect.steps import BOX_TABLE
     from cytolens.io import find_images, imread, imwrite, output_stems
     from cytolens.io.interop import write_geojson, write_imagej_rois
-    from cytolens.models.applicability import out_of_domain_note, score_input
+    from cytolens.models.applicability import OutOfDomainWarning, out_of_domain_note
+    from cytolens.pipeline import Item, make_step
     from cytolens.report import draw_boxes
 
     paths = find_images(images)
     det = Detector.load(model, device=device)
+    # the same step and parameters as a pipeline's detect.boxes
+    step = make_step(
+        "detect.boxes",
+        {"model": model, "min_score": min_score, "device": device},
+        where="options",
+    )
     # never write over the images, the annotations beside them (LabelImg saves its .xml
     # there) or annotation files in --out that cytolens did not write
     protected = [
@@ -369,7 +381,11 @@ def predict_command(
         rois = out / f"{name}_rois.zip" if roi else None
         try:
             image = imread(path)
-            boxes = det.predict(image, min_score=min_score, name=str(path))
+            each = Item(path, name, image)
+            with warnings.catch_warnings():  # reported once for the whole run below
+                warnings.simplefilter("ignore", OutOfDomainWarning)
+                step.run(each)
+            boxes = each.tables[BOX_TABLE].drop(columns="image")
             height, width, depth = _image_size(image)
             imwrite(overlay, draw_boxes(image, boxes), axes="YXC")
             write_voc(boxes, xml, filename=path.name, width=width, height=height, depth=depth)
@@ -382,14 +398,13 @@ def predict_command(
                 if written is not None:
                     written.unlink(missing_ok=True)
             raise
-        counts = boxes["class"].value_counts().to_dict()
+        counted = ("boxes", *(f"n {c}" for c in det.classes))
         row = {
             "image": path.name,
-            "boxes": len(boxes),
-            **{f"n {c}": counts.get(c, 0) for c in det.classes},
+            **{k: each.row[k] for k in counted},
             **({"geojson": shapes.name} if shapes is not None else {}),
             **({"rois": rois.name} if rois is not None else {}),
-            **score_input(det, image, path.name, warn=False),
+            **{k: v for k, v in each.row.items() if k not in counted},  # applicability
         }
         return boxes.assign(filename=path.name, width=width, height=height), row, overlay
 

@@ -5,7 +5,9 @@ write results; errors are raised as :class:`~cytolens.core.errors.InputError`
 for the main command line to print. ``focus rate`` runs the pipeline step
 ``focus.rate`` (:mod:`cytolens.focus.steps`, the same parameters a pipeline
 YAML accepts) on each image and writes what it leaves: the summary row, the
-overlay of its rating and the patch levels for the report.
+overlay of its rating and the patch levels for the report. ``focus
+best-plane`` runs the step ``focus.best_plane`` on the stack and writes its
+per-plane table.
 """
 
 from __future__ import annotations
@@ -260,6 +262,12 @@ def best_plane_cmd(
     ] = 84,
     model: Annotated[str, typer.Option(help="Shipped model name.")] = DEFAULT_MODEL,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    channel: Annotated[
+        int | None,
+        typer.Option(
+            help="Channel index (from 0) to rate in a multi-channel stack.", callback=non_negative
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write per-plane scores to this CSV.")] = None,
     plot: Annotated[
         Path | None, typer.Option(help="Write the per-plane focus curve to this PNG.")
@@ -277,8 +285,9 @@ def best_plane_cmd(
     from cytolens.core.files import atomic_path, check_output_file
     from cytolens.focus.model import FocusModel
     from cytolens.focus.overlay import save_plane_scores
-    from cytolens.focus.rate import best_plane, check_method
+    from cytolens.focus.steps import PLANE_TABLE
     from cytolens.io import find_images, imread, imread_stack
+    from cytolens.pipeline import Item, make_step
 
     files = find_images(stack)
     for target, option in ((out, "--out"), (plot, "--plot")):
@@ -286,33 +295,30 @@ def best_plane_cmd(
             check_output_file(target, protected=files, option=option)
     if out is not None and plot is not None and out.resolve() == plot.resolve():
         raise InputError(f"--out and --plot name the same file {out}; give two names")
-    check_method(method)
+    # the same step and parameters as a pipeline's focus.best_plane (an unknown method: here)
+    step: Any = make_step(
+        "focus.best_plane",
+        {
+            "method": method,
+            "model": model,
+            "patch_size": patch_size,
+            "channel": channel,
+            "device": device,
+        },
+        where="options",
+    )
     if axes is not None and len(files) > 1:
         raise InputError("--axes applies to a single stack file, not to a series of planes")
     fm = FocusModel.load(model, device=device) if method == "model" else None
     if len(files) == 1:
-        img = imread(files[0], axes=axes)
+        item = Item(files[0], files[0].name.split(".")[0], imread(files[0], axes=axes))
         name = files[0].name
     else:
-        img = imread_stack(files, axis="Z")
+        item = Item(files[0].parent, files[0].parent.name, imread_stack(files, axis="Z"))
         name = f"{files[0].parent.name}/ ({len(files)} planes)"
-    keep = "".join(a for a, s in zip(img.axes, img.shape, strict=True) if s != 1 or a in "ZYX")
-    if keep != img.axes:
-        img = type(img)(img.data.reshape([img.sizes[a] for a in keep]), keep)
-    if "Z" not in img.axes:
-        raise InputError(
-            f"{name} has axes {img.axes!r} (shape {img.shape}), no Z axis: give a z-stack "
-            "file (or --axes, e.g. ZYX), or several plane files"
-        )
-    best, scores = best_plane(
-        img,
-        method=method,
-        patch_size=patch_size,
-        model=fm or model,
-        device=device,
-        progress=not as_json,
-        name=str(files[0]) if len(files) == 1 else str(files[0].parent),
-    )
+    step.run(item, progress=not as_json)
+    best = item.row["best_z_px"]
+    scores = item.tables[PLANE_TABLE].drop(columns="image")
     if out is not None:
         with atomic_path(out) as tmp:
             scores.to_csv(tmp, index=False)

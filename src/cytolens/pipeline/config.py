@@ -34,6 +34,10 @@ __all__ = ["STEPS", "Pipeline", "load_pipeline", "make_step", "make_steps"]
 #: Every step the runner knows: name -> "module:Class" (imported when used).
 STEPS: dict[str, str] = {
     "focus.rate": "cytolens.focus.steps:RateFocus",
+    "focus.best_plane": "cytolens.focus.steps:BestPlane",
+    "detect.boxes": "cytolens.detect.steps:DetectBoxes",
+    "classify.localization": "cytolens.classify.steps:Localize",
+    "track": "cytolens.track.steps:Track",
     "restore.deconvolve": "cytolens.restore.steps:Deconvolve",
     "restore.denoise": "cytolens.restore.steps:Denoise",
     "segment.nuclei": "cytolens.segment.steps:SegmentNuclei",

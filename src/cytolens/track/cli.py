@@ -41,12 +41,13 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from cytolens.core.errors import CytolensError, InputError, MissingFileError
+from cytolens.core.errors import MissingFileError
 from cytolens.core.files import atomic_path
 from cytolens.core.image import Image
 from cytolens.core.options import non_negative, positive
+from cytolens.track.steps import NUCLEI_MODEL, movie_of, nuclei_applicability
 
-__all__ = ["command"]
+__all__ = ["NUCLEI_MODEL", "command", "nuclei_applicability"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,30 +68,7 @@ def _read_movie(path: Path, axes: str | None) -> tuple[Image, str, int]:
         sequence = io.read_ctc(path)
         first = int(sequence.frames.metadata.get("frame_numbers", [0])[0])
         return sequence.frames, f"{sequence.sequence}_RES", first
-    image = io.imread(path, axes=axes)
-    if "T" not in image.axes:
-        example = {3: "TYX", 4: "TZYX"}.get(image.ndim, "TYX")
-        kind = " (a z-stack)" if "Z" in image.axes else ""
-        raise InputError(
-            f"{path} has axes {image.axes!r}{kind} and no time axis; if it really is a "
-            f"movie, pass --axes {example}"
-        )
-    if "C" in image.axes:
-        n_c = image.sizes["C"]
-        if n_c > 1:
-            raise InputError(
-                f"{path} has axes {image.axes!r} with {n_c} channels; save the channel to "
-                "track as its own movie (expected TYX or TZYX)"
-            )
-        image = Image(
-            image.data.take(0, axis=image.axes.index("C")),
-            image.axes.replace("C", ""),
-            dict(image.pixel_size_um),
-            None,
-            image.path,
-            dict(image.metadata),
-        )
-    return image.transpose("TZYX" if "Z" in image.axes else "TYX"), "RES", 0
+    return movie_of(io.imread(path, axes=axes), str(path)), "RES", 0
 
 
 class _Outputs:
@@ -111,15 +89,6 @@ class _Outputs:
                 path.unlink(missing_ok=True)
 
 
-def _pixel_sizes(image: Image, given: float | None) -> float | dict[str, float] | None:
-    """Pixel size for track features: the option, else the file's (all spatial axes), or None."""
-    if given is not None:
-        return given
-    spatial = [ax for ax in "ZYX" if ax in image.axes]
-    sizes = {ax: image.pixel_size_um.get(ax) for ax in spatial}
-    return sizes if all(sizes.values()) else None
-
-
 def _write_trackmate(
     path: Path, tracks: Any, sizes: float | dict[str, float] | None, interval: float | None
 ) -> None:
@@ -136,38 +105,6 @@ def _write_trackmate(
         )
         sizes = size_x
     write_trackmate_xml(path, tracks, pixel_size_um=sizes, frame_interval_s=interval)
-
-
-#: The nucleus model behind --segmenter nuclei / auto: cytolens.segment.nuclei's default
-#: (``cytolens.segment.model.DEFAULT_MODEL``, not imported: tracking runs without segment).
-NUCLEI_MODEL = "nuclei-v2"
-
-
-def nuclei_applicability(image: Image, name: str, frames: int = 3) -> dict[str, Any]:
-    """Applicability of the nucleus model to a movie: the worst of a few frames (``{}``: none).
-
-    The first, middle and last frames are scored (a projection of each
-    z-stack); the row of the frame farthest from the training domain is
-    returned, with ``frame``.
-    """
-    from cytolens.models import load
-    from cytolens.models.applicability import score_input
-
-    try:
-        segmenter = load(NUCLEI_MODEL, device="cpu")
-    except CytolensError as exc:  # the model is not installed: nothing to say
-        logger.info("no applicability for %s: %s", name, exc)
-        return {}
-    data = image.transpose("TZYX" if "Z" in image.axes else "TYX").data
-    n_t = data.shape[0]
-    worst: dict[str, Any] = {}
-    for t in sorted({0, n_t // 2, n_t - 1})[:frames]:
-        frame = np.asarray(data[t])
-        frame = frame.max(axis=0) if frame.ndim == 3 else frame
-        row = score_input(segmenter, frame, f"{name} frame {t}", warn=False)
-        if row and (not worst or row["ood_score"] > worst["ood_score"]):
-            worst = {**row, "frame": t}
-    return worst
 
 
 def command(
@@ -240,14 +177,25 @@ def command(
     from cytolens.core.errors import AxesError
     from cytolens.core.files import prepare_output_dir
     from cytolens.core.summary import strict_json
-    from cytolens.core.tables import FRAME, with_physical_units
+    from cytolens.pipeline import Item, make_step
     from cytolens.report import save_figure
-    from cytolens.track import overlay_animation, plot_lineage, segment_movie, track
-    from cytolens.track.config import make_config
-    from cytolens.track.features import track_features
-    from cytolens.track.segmentation import check_found_objects
+    from cytolens.track import overlay_animation, plot_lineage
+    from cytolens.track.steps import FEATURE_TABLE, TRACK_TABLE
 
-    config = make_config(max_distance=max_distance, gap_closing=gap_closing, divisions=divisions)
+    # the same step and parameters as a pipeline's track step
+    step: Any = make_step(
+        "track",
+        {
+            "labels": labels,
+            "segmenter": segmenter.value,
+            "max_distance": max_distance,
+            "gap_closing": gap_closing,
+            "divisions": divisions,
+            "pixel_size_um": pixel_size_um,
+            "frame_interval_s": frame_interval_s,
+        },
+        where="options",
+    )
     if axes is not None:
         try:
             axes = check_axes(axes)
@@ -269,44 +217,17 @@ def command(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
 
-        trust: dict[str, Any] = {}
-        used = segmenter.value
-        if not labels and segmenter is not Segmenter.threshold:
-            trust = nuclei_applicability(image, name)
-            if trust.get("in_domain") is False:
-                note = (
-                    f"warning: {name} lies outside the training domain of {NUCLEI_MODEL} "
-                    f"(ood_score {trust['ood_score']:.2f} > 1; not images of fluorescent nuclei "
-                    "like its training images)"
-                )
-                if segmenter is Segmenter.auto:  # auto does not pick a model out of its domain
-                    used = Segmenter.threshold.value
-                    note += "; --segmenter auto uses the threshold baseline instead"
-                trust["warning"] = note + "; check the overlay"
-                typer.echo(trust["warning"], err=True)
-        if labels:
-            movie = image  # checked by track(): integer labels, not intensities
-        else:
-            movie = segment_movie(image, segmenter=used, progress=progress)
-            check_found_objects(movie, used, name, option="--segmenter ")
-        result = track(movie, config=config, progress=progress)
-        if result.tracks.empty:  # a label movie of zeros (an empty segmentation was refused)
-            raise InputError(f"{name} holds no objects: every frame is 0; nothing to track")
+        item = Item(movie_or_folder, movie_or_folder.name, image)
+        tracked = step.track(item, progress=progress)
+        trust, used, result = tracked.applicability, tracked.segmenter, tracked.result
+        if "warning" in trust:
+            typer.echo(trust["warning"], err=True)
         movie_shape = tuple(result.labels.shape)
-        empty = [t for t in range(movie_shape[0]) if not (result.tracks[FRAME] == t).any()]
-        if empty:
-            logger.warning(
-                "%s: no objects in %d of %d frame(s) (first: frame %d)",
-                name,
-                len(empty),
-                movie_shape[0],
-                first + empty[0],
-            )
+        empty = tracked.frames_without_objects
         figure = plot_lineage(result.tracks, title=movie_or_folder.name)
-        table = result.tracks.assign(**{FRAME: result.tracks[FRAME] + first})
-        sizes = _pixel_sizes(image, pixel_size_um)
-        features = track_features(table, pixel_size_um=sizes, frame_interval_s=frame_interval_s)
-        table = with_physical_units(table, pixel_size_um=sizes, frame_interval_s=frame_interval_s)
+        sizes = tracked.pixel_size_um
+        table = item.tables[TRACK_TABLE].drop(columns="image")
+        features = item.tables[FEATURE_TABLE].drop(columns="image")
         display = (np.asarray(result.labels) > 0).astype(np.uint8) if labels else frames
 
         def write_csv(path: Path) -> None:
