@@ -20,9 +20,10 @@ import pytest
 import torch
 import yaml
 from tests.clitools import cytolens, one_error_line
+from tests.models.test_bioimageio import EXPORTABLE  # the models the exporter takes
 
 from cytolens.core.errors import AxesError, FileFormatError, MissingFileError, ModelError
-from cytolens.models import build_network, list_models, load_card
+from cytolens.models import build_network, load_card
 from cytolens.models.bioimageio import ATOL, RTOL, export_bioimageio
 from cytolens.models.runner import check_package, load_package, run_package
 
@@ -31,11 +32,6 @@ pytest.importorskip("bioimageio.spec", reason="bioimageio.spec not installed")
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPORTABLE = [  # 2-D models (3-D ones are refused by the exporter)
-    n
-    for n in list_models()
-    if load_card(n).network and load_card(n).input_axes.upper() in ("YX", "YXC", "CYX")
-]
 CAREAMICS = ROOT / "build" / "careamics"
 
 
