@@ -212,22 +212,25 @@ def _segmentation(report: Report, out: Path) -> None:
 
 
 def _tracking(report: Report, out: Path) -> None:
-    """Segment and track the bundled SIM+ movie; score it against its ground truth."""
+    """Segment and track the bundled SIM+ movie (the ``track`` step); score it against its truth."""
     import matplotlib.pyplot as plt
 
     from cytolens.evaluate import ctc_measures
-    from cytolens.track import track_movie
+    from cytolens.pipeline import Item
     from cytolens.track.plot import overlay_animation, plot_lineage
+    from cytolens.track.steps import Track
 
     movie = data.tracking()
     markers, gt_tracks = data.tracking_ground_truth()
-    result = track_movie(movie, segmenter="threshold")
+    item = Item(data.sample_path("tracking_sim.tif"), "tracking_sim", movie)
+    result = Track({"segmenter": "threshold"}).track(item).result
     scores = ctc_measures(markers.data, gt_tracks, result.labels, result.ctc_tracks)
     report.heading("Tracking")
     report.text(
         f"{movie.sizes['T']} frames of Fluo-N2DH-SIM+ segmented by the threshold baseline and "
-        f"linked by cytolens.track: {result.n_tracks} tracks, {len(result.divisions)} "
-        "division(s). Cell Tracking Challenge measures against the bundled ground truth:"
+        f"linked by cytolens.track (the track pipeline step): {result.n_tracks} tracks, "
+        f"{len(result.divisions)} division(s). Cell Tracking Challenge measures against the "
+        "bundled ground truth:"
     )
     report.table(
         [
@@ -247,25 +250,33 @@ def _tracking(report: Report, out: Path) -> None:
 
 
 def _detection(report: Report, out: Path) -> None:
-    """Detect blood cells in the bundled smear; compare with its LabelImg annotation."""
-    from cytolens.detect import detect, validate_boxes, write_voc
+    """Detect blood cells in the bundled smear (the ``detect.boxes`` step); score the boxes."""
+    from cytolens.detect import validate_boxes, write_voc
+    from cytolens.detect.steps import BOX_TABLE, DetectBoxes
     from cytolens.evaluate.detection import detection_scores
+    from cytolens.pipeline import Item
     from cytolens.report import draw_boxes
 
-    image = data.blood_smear()
+    path, image = data.sample_path("blood_smear.jpg"), data.blood_smear()
     truth = validate_boxes(data.blood_smear_boxes())[0]
+
+    def boxes_of(min_score: float | None) -> tuple[Any, dict[str, Any]]:
+        item = Item(path, path.stem, image)
+        DetectBoxes({"min_score": min_score}).run(item)
+        return item.tables[BOX_TABLE].drop(columns="image"), item.row
+
     t0 = time.perf_counter()
-    boxes = detect(image)
+    boxes, row = boxes_of(None)
     seconds = time.perf_counter() - t0
-    scored = detection_scores(
-        detect(image, min_score=0.01).assign(filename=truth["filename"].iloc[0]), truth
-    )
+    low, _ = boxes_of(0.01)
+    scored = detection_scores(low.assign(filename=truth["filename"].iloc[0]), truth)
     write_voc(boxes, out / "blood_smear.xml", filename="blood_smear.jpg", width=640, height=480)
     counts = boxes["class"].value_counts().to_dict()
     report.heading("Object detection")
     report.text(
-        f"detect-bccd-v1 found {len(boxes)} boxes with confidence >= 0.7 in {seconds:.2f} s "
-        f"({', '.join(f'{n} {c}' for c, n in counts.items())}); the annotation has "
+        f"detect-bccd-v1 (the detect.boxes pipeline step) found {len(boxes)} boxes with "
+        f"confidence >= 0.7 in {seconds:.2f} s (ood_score {row.get('ood_score', np.nan):.2f}; "
+        f"{', '.join(f'{n} {c}' for c, n in counts.items())}); the annotation has "
         f"{len(truth)}. AP@0.5 on this image: "
         + ", ".join(f"{c} {v['ap50']:.2f}" for c, v in scored["per_class"].items())
         + ". The boxes are in blood_smear.xml (Pascal VOC: open it in LabelImg to correct them)."
@@ -280,23 +291,39 @@ def _detection(report: Report, out: Path) -> None:
 
 
 def _classification(report: Report, out: Path) -> None:
-    """Protein localization of the bundled HPA field, per image and per cell."""
-    from cytolens.classify import classify_cells, localization
+    """Protein localization of the bundled HPA field, per image and per cell (the step)."""
+    import pandas as pd
+
+    from cytolens.classify.model import DEFAULT_MODEL, LocalizationModel
+    from cytolens.classify.steps import CELL_TABLE, Localize
     from cytolens.io import hpa_composite
+    from cytolens.pipeline import Item
     from cytolens.report import draw_boxes
 
     image = data.hpa_cells()
+    item = Item(data.sample_path("hpa_nucleoli_green.png"), "hpa_nucleoli", image)
     t0 = time.perf_counter()
-    result = localization(image)
-    table, _, _ = classify_cells(image)
+    Localize({"cells": True}).run(item)
     seconds = time.perf_counter() - t0
+    row, table = item.row, item.tables[CELL_TABLE].drop(columns="image")
     confident = table[table["confidence"] > 0.7]
     boxes = confident.assign(**{"class": confident["nucleolar"], "score": confident["confidence"]})
-    top = result.table().head(4)
+    model = LocalizationModel.load(DEFAULT_MODEL, device="cpu")
+    called = {int(i) for i in str(row["predicted"]).split()}
+    top = pd.DataFrame(
+        {
+            "name": list(model.class_names),
+            "probability": [row[f"p_{i:02d}"] for i in range(len(model.class_names))],
+            "threshold": model.thresholds,
+            "predicted": [i in called for i in range(len(model.class_names))],
+        }
+    )
+    top = top.sort_values("probability", ascending=False, kind="stable").head(4)
     report.heading("Protein localization (HPA)")
     report.text(
         f"hpa-v1 on a Human Protein Atlas field annotated 'Nucleoli' ({seconds:.1f} s for the "
-        f"image and its {len(table)} cells). Called present: {', '.join(result.labels) or 'none'}. "
+        f"image and its {len(table)} cells; the classify.localization pipeline step). Called "
+        f"present: {row['labels'].replace('; ', ', ') or 'none'}. "
         f"{int((table['nucleolar'] == 'Nucleoli').sum())} of {len(table)} cells are called "
         "Nucleoli; boxes show the cells whose call has confidence above 0.7. The model was "
         "trained on 59 images only (see its model card)."

@@ -18,6 +18,7 @@ from cytolens.core.errors import InputError  # noqa: E402
 from cytolens.io import imread, imwrite  # noqa: E402
 from cytolens.napari import MANIFEST  # noqa: E402
 from cytolens.napari._jobs import (  # noqa: E402
+    best_plane_layers,
     deconvolve_layers,
     phenotype_layers,
     rate_focus_layers,
@@ -285,3 +286,21 @@ def test_track_job_on_moving_square_has_speeds() -> None:
     # 3 px per frame at 0.5 um per pixel
     np.testing.assert_allclose(tkw["features"]["speed_um_per_frame"][1:], 1.5)
     assert labels.shape == movie.shape and tkw["graph"] == {}
+
+
+def test_best_plane_and_track_jobs_run_their_steps() -> None:
+    """``focus.best_plane`` and ``track`` behind the widgets: the step's table and row come back."""
+    stack = np.zeros((3, 64, 64), np.float32)
+    stack[2, ::8, ::8] = 1.0
+    ((plane, kwargs, _),) = best_plane_layers(
+        stack, method="brenner_gradient", pixel_size_um={"Z": 0.5, "Y": 0.1, "X": 0.1}
+    )
+    np.testing.assert_array_equal(plane, stack[2])
+    assert kwargs["metadata"]["z"] == 2 and kwargs["metadata"]["z_um"] == 1.0
+    assert kwargs["metadata"]["scores"]["z_px"].tolist() == [0, 1, 2]
+    movie = np.zeros((3, 40, 40), np.uint16)
+    for t in range(3):
+        movie[t, 10:18, 4 + 3 * t : 12 + 3 * t] = 1000
+    (_, tkw, _), (labels, _, _) = track_layers(movie)
+    assert tkw["name"] == "tracks (1)" and tkw["metadata"]["segmenter"] == "threshold"
+    assert labels.dtype == np.uint32 and tkw["metadata"]["frames"] == 3

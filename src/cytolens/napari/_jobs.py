@@ -5,13 +5,16 @@ checks them (an :class:`~cytolens.core.errors.InputError` naming what is
 expected, which the widget shows as a notification), calls the cytolens API
 and returns napari layer-data tuples ``(data, kwargs, layer_type)`` in the
 pixel grid of the input. Where a pipeline step exists (``focus.rate``,
-``segment.nuclei`` + ``segment.measure``, ``segment.cells``,
-``restore.denoise``, ``label_free.predict``, ``phenotype.classify``), the job
+``focus.best_plane``, ``segment.nuclei`` + ``segment.measure``,
+``segment.cells``, ``restore.denoise``, ``track``, ``detect.boxes``,
+``label_free.predict``, ``phenotype.classify``), the job
 builds that step from the widget's values (validated as a pipeline YAML's
 parameters) and runs it with :func:`run_steps` on an
 :class:`~cytolens.pipeline.Item` made from the layer's data, its axes and the
 pixel sizes of the layer's scale, then turns what the step left on the item
-into layers. The widgets (:mod:`cytolens.napari._widgets`) run
+into layers. Deconvolution, registration and the HPA cells call the API:
+their steps take the PSF / the fixed image as a file, and
+``classify.localization`` keeps no label images. The widgets (:mod:`cytolens.napari._widgets`) run
 these in a worker thread and give every output the input layer's ``scale``,
 ``translate`` and ``units``.
 
@@ -224,9 +227,17 @@ def rate_focus_layers(
 
 
 def best_plane_layers(
-    stack: Any, *, method: str = "model", progress: Progress = None
+    stack: Any,
+    *,
+    method: str = "model",
+    pixel_size_um: dict[str, float] | None = None,
+    progress: Progress = None,
 ) -> list[LayerData]:
-    """The sharpest plane of a ``ZYX`` stack, as a 2-D Image layer.
+    """The sharpest plane of a ``ZYX`` stack, as a 2-D Image layer (the ``focus.best_plane`` step).
+
+    ``metadata`` holds the plane index ``z`` (and ``z_um`` when the layer's
+    Z scale is a length) and the per-plane ``scores`` (the step's
+    ``focus_planes`` table: ``z_px``, the score, ``has_content``).
 
     Examples
     --------
@@ -236,13 +247,24 @@ def best_plane_layers(
     >>> kind, plane.shape, kwargs["name"]
     ('image', (96, 96), 'best plane (z=1)')
     """
-    from cytolens.focus import best_plane
+    from cytolens.focus.steps import PLANE_TABLE
 
     require_ndim(stack, (3,), "Best plane", "a 3-D stack (ZYX)")
-    index, scores = best_plane(stack, method=method, progress=progress)
-    plane = np.asarray(stack[index])
-    kwargs = {"name": f"best plane (z={index})", "metadata": {"z": index, "scores": scores}}
-    return [(plane, kwargs, "image")]
+    item = run_steps(
+        [("focus.best_plane", {"method": method, "device": "cpu"})],
+        stack,
+        "ZYX",
+        what="Best plane",
+        pixel_size_um=pixel_size_um,
+        progress=progress,
+    )
+    index = int(item.row["best_z_px"])
+    scores = item.tables[PLANE_TABLE].drop(columns="image")
+    plane = np.asarray(item.image.data)
+    meta = {"z": index, "scores": scores}
+    if "best_z_um" in item.row:  # the layer's Z scale is a length
+        meta["z_um"] = item.row["best_z_um"]
+    return [(plane, {"name": f"best plane (z={index})", "metadata": meta}, "image")]
 
 
 def deconvolve_layers(
@@ -411,14 +433,16 @@ def track_layers(
     frame_interval_s: float | None = None,
     progress: Progress = None,
 ) -> list[LayerData]:
-    """Segment and track the nuclei of a ``TYX`` movie: a Tracks and a Labels layer.
+    """Segment and track the nuclei of a ``TYX`` movie (``track`` step): Tracks and Labels layers.
 
     Tracks rows are ``track_id, frame, (z,) y, x`` in pixels of the movie (the
     widget gives the layer the movie's scale, so they show in micrometres);
     ``graph`` holds divisions and closed gaps (child -> [parent]);
     ``features`` hold, per point, the step speed from
     :func:`cytolens.track.features.step_features` (um per time unit when
-    ``pixel_size_um`` is given, else pixels per frame).
+    ``pixel_size_um`` is given, else pixels per frame); ``metadata`` the
+    step's summary row (for the nucleus model its applicability, also in the
+    name: :func:`ood_suffix`).
 
     Examples
     --------
@@ -428,8 +452,8 @@ def track_layers(
     ('tracks', 4, (3, 320, 320))
     """
     from cytolens.core.tables import FRAME, position_columns
-    from cytolens.track import track_movie
     from cytolens.track.features import step_features
+    from cytolens.track.steps import TRACK_TABLE
 
     require_ndim(movie, (3, 4), "Track nuclei", "a movie with time first (TYX or TZYX)")
 
@@ -438,8 +462,19 @@ def track_layers(
             # segmenting is most of the work: frames count once, linking once more
             progress(done if stage == "segmenting" else total, total + 1)
 
-    result = track_movie(np.asarray(movie), segmenter=segmenter, progress=relay)
-    table = result.tracks
+    params = {
+        "segmenter": segmenter,
+        "pixel_size_um": pixel_size_um,
+        "frame_interval_s": frame_interval_s,
+    }
+    item = run_steps(
+        [("track", params)],
+        movie,
+        "TYX" if np.ndim(movie) == 3 else "TZYX",
+        what="Track nuclei",
+        progress=relay,
+    )
+    table = item.tables[TRACK_TABLE]
     data = table[["track_id", FRAME, *position_columns(table)]].to_numpy(np.float64)
     parents = table.groupby("track_id")["parent_track_id"].first()
     graph = {int(child): [int(parent)] for child, parent in parents.items() if parent > 0}
@@ -447,19 +482,23 @@ def track_layers(
     speed = next(c for c in steps.columns if c.startswith("speed"))
     features = {speed: steps[speed].fillna(0.0).to_numpy()}
     tracks_kw = {
-        "name": f"tracks ({result.n_tracks})",
+        "name": f"tracks ({item.row['tracks']}{ood_suffix(item.row.get('ood_score'))})",
         "graph": graph,
         "tail_length": 5,
         "features": features,
         "color_by": speed,
+        "metadata": dict(item.row),
     }
-    return [(data, tracks_kw, "tracks"), (result.labels, {"name": "tracked nuclei"}, "labels")]
+    return [(data, tracks_kw, "tracks"), (item.labels, {"name": "tracked nuclei"}, "labels")]
 
 
 def detect_layers(
     image: Any, *, min_score: float = 0.0, progress: Progress = None
 ) -> list[LayerData]:
     """Detect objects (blood cells with the shipped model) in a 2-D or RGB image: a Shapes layer.
+
+    The ``detect.boxes`` step; ``metadata`` holds its summary row (counts
+    per class, the model's applicability, also in the name: :func:`ood_suffix`).
 
     Examples
     --------
@@ -468,26 +507,32 @@ def detect_layers(
     >>> kind, boxes.shape[1:], set(kwargs["features"]["class"]) <= {"RBC", "WBC", "Platelets"}
     ('shapes', (4, 2), True)
     """
-    from cytolens.detect import detect
+    from cytolens.detect.steps import BOX_TABLE
 
     arr = np.asarray(image)
     rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
     require_ndim(arr[..., 0] if rgb else arr, (2,), "Detect", "a 2-D grey or RGB image (YX[C])")
-    table = detect(arr, min_score=min_score or None, device="cpu")
-    if progress is not None:
-        progress(1, 1)
+    item = run_steps(
+        [("detect.boxes", {"min_score": min_score or None, "device": "cpu"})],
+        arr,
+        "YXC" if rgb else "YX",
+        what="Detect",
+        progress=progress,
+    )
+    table = item.tables[BOX_TABLE]
     y0, x0 = table["ymin_px"].to_numpy(float), table["xmin_px"].to_numpy(float)
     y1, x1 = table["ymax_px"].to_numpy(float), table["xmax_px"].to_numpy(float)
     boxes = np.stack([np.stack([y0, x0], 1), np.stack([y0, x1], 1), np.stack([y1, x1], 1)], 1)
     boxes = np.concatenate([boxes, np.stack([y1, x0], 1)[:, None]], 1).reshape(-1, 4, 2)
     kwargs = {
-        "name": f"detections ({len(table)})",
+        "name": f"detections ({len(table)}{ood_suffix(item.row.get('ood_score'))})",
         "shape_type": "rectangle",
         "face_color": "transparent",
         "edge_color": "class",
         "edge_width": 2.0,
         "features": {"class": table["class"].to_numpy(), "score": table["score"].to_numpy()},
         "text": {"string": "{class} {score:.2f}", "size": 8, "color": "white"},
+        "metadata": dict(item.row),
     }
     return [(boxes, kwargs, "shapes")]
 

@@ -101,6 +101,7 @@ SPECS: dict[str, WidgetSpec] = {
                 "method", "model", choices=("model", "brenner_gradient", "variance_of_laplacian")
             ),
         ),
+        pixel_sizes=True,
         help="The sharpest plane of a Z stack.",
     ),
     "deconvolve": WidgetSpec(
