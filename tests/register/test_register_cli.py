@@ -107,6 +107,43 @@ def test_fuse_two_views(tmp_path) -> None:
     np.testing.assert_allclose(fused[:, :-3], scene[:, :-3], atol=1e-5)
 
 
+def test_fuse_memory_mb_writes_the_same_result(tmp_path) -> None:
+    scene = textured_scene((20, 56, 56), sigma=2.0, seed=5)
+    a, b = scene[:16, :48, :48], scene[2:18, 3:51, 1:49]
+    imwrite(tmp_path / "a.tif", a, axes="ZYX")
+    imwrite(tmp_path / "b.tif", b, axes="ZYX")
+    Transform.identity(3).to_json(tmp_path / "ta.json")
+    Transform.from_translation((-2.0, -3.0, -0.5)).to_json(tmp_path / "tb.json")
+    common = [
+        "register",
+        "fuse",
+        tmp_path / "a.tif",
+        tmp_path / "b.tif",
+        "--transform",
+        tmp_path / "ta.json",
+        "--transform",
+        tmp_path / "tb.json",
+        "--device",
+        "cpu",
+    ]
+    whole = cytolens(*common, "--out", tmp_path / "whole.tif")
+    assert whole.returncode == 0, whole.stderr
+    # 2 views x 24 bytes per voxel in 0.1 MiB: 32 tiles of 12 px a side
+    tiled = cytolens(*common, "--memory-mb", "0.1", "--out", tmp_path / "tiled.tif")
+    assert tiled.returncode == 0, tiled.stderr
+    expected = imread(tmp_path / "whole.tif").data
+    # sampling coordinates relative to each tile's input region: float32 rounding only
+    np.testing.assert_allclose(imread(tmp_path / "tiled.tif").data, expected, atol=1e-5)
+    assert np.abs(expected[2:-2, 4:-4, 2:-2] - a[2:-2, 4:-4, 2:-2]).max() < 0.05
+    bad = cytolens(*common, "--memory-mb", "0", "--out", tmp_path / "bad.tif")
+    assert bad.returncode != 0 and "'--memory-mb': must be a positive number" in bad.stderr
+    both = cytolens(
+        *common, "--memory-mb", "1", "--chunk-shape", "8,8,8", "--out", tmp_path / "both.tif"
+    )
+    assert "--memory-mb or --chunk-shape" in one_error_line(both)
+    assert not (tmp_path / "bad.tif").exists() and not (tmp_path / "both.tif").exists()
+
+
 @pytest.mark.slow  # a subprocess stitching 2 real tiles; test_real_czi_mosaic covers the API
 def test_stitch_real_czi(tmp_path) -> None:
     czi = shared("registration/mosaic_czi/mosaic_test.czi")

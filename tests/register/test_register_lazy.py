@@ -95,19 +95,85 @@ def test_thread_setting_is_restored_after_concurrent_calls() -> None:
     torch.set_num_threads(2)
     try:
         results: list = []
+        after: list[int] = []
 
         def work() -> None:
+            # each thread has its own torch (OpenMP) setting; a thread's first get_num_threads
+            # initializes it from the process default (which other threads' scopes change), so
+            # initialize before setting, as a thread that has used torch already is
+            torch.get_num_threads()
+            torch.set_num_threads(2)
             results.append(register(fixed, moving, transform="rigid", device="cpu"))
+            after.append(torch.get_num_threads())
 
-        threads = [threading.Thread(target=work) for _ in range(3)]
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(3)]
         for t in threads:
             t.start()
+        results.append(register(fixed, moving, transform="rigid", device="cpu"))
         for t in threads:
-            t.join()
-        assert len(results) == 3 and all(r.converged for r in results)
-        assert torch.get_num_threads() == 2
+            t.join(timeout=120)
+        assert len(results) == 4 and all(r.converged for r in results)
+        assert after == [2, 2, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def _zarr_pair(tmp_path, monkeypatch, shape=(32, 64, 64)):
+    """Two on-disk Zarr views, chunks ``CHUNKS``, and the sizes of every block read from them."""
+    zarr = pytest.importorskip("zarr")
+    rng = np.random.default_rng(0)
+    arrays = [rng.random(shape, dtype=np.float32) for _ in range(2)]
+    views = []
+    for i, a in enumerate(arrays):
+        z = zarr.create_array(tmp_path / f"v{i}.zarr", shape=shape, chunks=CHUNKS, dtype="f4")
+        z[:] = a
+        views.append(z)
+    reads: list[int] = []
+    original = type(views[0]).__getitem__
+
+    def counted(self, key):
+        block = original(self, key)
+        reads.append(int(np.size(block)))
+        return block
+
+    monkeypatch.setattr(type(views[0]), "__getitem__", counted)
+    return arrays, views, reads
+
+
+def test_zarr_views_stay_lazy_in_transform_image_and_fuse(tmp_path, monkeypatch) -> None:
+    from cytolens.core.validate import is_dask
+    from cytolens.register import Transform, transform_image
+    from cytolens.register.fusion import fuse
+
+    arrays, views, reads = _zarr_pair(tmp_path, monkeypatch)
+    ts = [Transform.identity(3), Transform.from_translation((0.5, 1.5, -2.0))]
+    moved = transform_image(views[1], ts[1], device="cpu")
+    fused = fuse(views, ts, device="cpu")
+    assert is_dask(moved) and is_dask(fused) and not any(reads)  # nothing read yet
+    np.testing.assert_allclose(
+        np.asarray(moved), transform_image(arrays[1], ts[1], device="cpu"), atol=1e-5
+    )
+    np.testing.assert_allclose(np.asarray(fused), fuse(arrays, ts, device="cpu"), atol=1e-5)
+    # read chunk by chunk (a whole view is 4x a chunk)
+    assert 0 < max(reads) <= np.prod(CHUNKS)
+
+
+def test_zarr_views_fuse_tile_by_tile_into_out_within_memory_mb(tmp_path, monkeypatch) -> None:
+    from cytolens.register import Transform
+    from cytolens.register.fusion import fuse
+
+    arrays, views, reads = _zarr_pair(tmp_path, monkeypatch)
+    ts = [Transform.identity(3), Transform.from_translation((0.5, 1.5, -2.0))]
+    out = np.empty(arrays[0].shape, np.float32)
+    fuse(views, ts, memory_mb=0.5, out=out, device="cpu")
+    np.testing.assert_allclose(out, fuse(arrays, ts, device="cpu"), atol=1e-5)
+    assert 0 < max(reads) <= np.prod(CHUNKS)
+    # without out, memory_mb sizes the chunks of the lazy result (it was ignored before)
+    lazy = fuse(views, ts, memory_mb=0.5, device="cpu")
+    # 0.5 MiB / (2 views x 24 bytes) = 10922 voxels: 22**3 at most (mean: no halo), tiles
+    # evened out by iter_tiles; the views' chunks are 16x32x32
+    assert max(lazy.chunksize) <= 22
+    np.testing.assert_allclose(np.asarray(lazy), out, atol=1e-5)
 
 
 @pytest.mark.slow  # ~20 s on a loaded 2-core machine (tracemalloc slows Dask's graph code)

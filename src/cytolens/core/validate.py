@@ -13,7 +13,7 @@ import numpy as np
 
 from cytolens.core.errors import InputError
 
-__all__ = ["check_array", "is_dask"]
+__all__ = ["check_array", "is_dask", "is_zarr"]
 
 _SUPPORTED_KINDS = "biuf"  # bool, signed, unsigned, float
 
@@ -21,6 +21,19 @@ _SUPPORTED_KINDS = "biuf"  # bool, signed, unsigned, float
 def is_dask(array: Any) -> bool:
     """True for a Dask array, without importing Dask."""
     return type(array).__module__.split(".")[0] == "dask"
+
+
+def is_zarr(array: Any) -> bool:
+    """True for a Zarr array (not a group), without importing Zarr."""
+    return type(array).__module__.split(".")[0] == "zarr" and hasattr(array, "chunks")
+
+
+def _lazy_zarr(array: Any) -> Any:
+    """A Zarr array as a Dask array on its own chunks (a shard where it is sharded)."""
+    import dask.array as da
+
+    chunks = getattr(array, "shards", None) or array.chunks
+    return da.from_zarr(array, chunks=tuple(int(c) for c in chunks))
 
 
 def check_array(
@@ -35,7 +48,10 @@ def check_array(
     Parameters
     ----------
     array : array_like
-        The image. Lists are converted with :func:`numpy.asarray`.
+        The image. Lists are converted with :func:`numpy.asarray`. A Zarr array
+        is not read: it is returned as a Dask array on its own chunks (its
+        shards when sharded), so that callers that handle Dask input stay
+        lazy and those that need NumPy still get it with ``numpy.asarray``.
     name : str
         How the value is called in messages (a parameter or file name).
     ndim : int or tuple of int, optional
@@ -62,8 +78,14 @@ def check_array(
     Traceback (most recent call last):
     ...
     cytolens.core.errors.InputError: image must be 3-D, got 2-D with shape (4, 4)
+    >>> import zarr
+    >>> z = zarr.zeros((64, 64), chunks=(16, 32), dtype="uint8")
+    >>> check_array(z).chunksize
+    (16, 32)
     """
-    if not (isinstance(array, np.ndarray) or is_dask(array)):
+    if is_zarr(array):
+        array = _lazy_zarr(array)
+    elif not (isinstance(array, np.ndarray) or is_dask(array)):
         try:
             array = np.asarray(array)
         except (TypeError, ValueError) as exc:

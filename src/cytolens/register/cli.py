@@ -6,7 +6,7 @@ One capability, three verbs (a typer app mounted as ``cytolens register``):
   transform, write it as JSON, optionally the moving image resampled onto the
   fixed grid, and a report (``<out stem>_report.html`` + a two-colour
   before/after overlay PNG).
-- ``fuse VIEW... --transform t.json ... [--psf p.tif ...] --out fused.ome.zarr``.
+- ``fuse VIEW... --transform t.json ... [--psf p.tif ...] [--memory-mb 512] --out fused.ome.zarr``.
 - ``stitch mosaic.czi --out stitched.ome.zarr``: tiles and stage positions
   from the CZI, refined and blended, with a table of pairs and a report.
 
@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 
 from cytolens.core.errors import InputError, MissingFileError
-from cytolens.core.options import at_least, parse_floats
+from cytolens.core.options import at_least, parse_floats, positive
 from cytolens.core.summary import strict_json
 
 app = typer.Typer(
@@ -271,6 +271,15 @@ def fuse_command(
     chunk_shape: Annotated[
         str | None, typer.Option("--chunk-shape", help="Fuse chunk by chunk, e.g. 64,256,256.")
     ] = None,
+    memory_mb: Annotated[
+        float | None,
+        typer.Option(
+            "--memory-mb",
+            help="Fuse chunk by chunk, each chunk's working set (halo included) within this "
+            "many MiB (instead of --chunk-shape).",
+            callback=positive,
+        ),
+    ] = None,
     pixel_size: Annotated[
         str | None, typer.Option("--pixel-size", help="Voxel size in um, Z,Y,X (default: file).")
     ] = None,
@@ -301,6 +310,8 @@ def fuse_command(
         raise InputError(f"{len(psfs)} --psf for {len(views)} view(s); give one per view")
     if method == "joint-deconvolution" and not psfs:
         raise InputError("--method joint-deconvolution needs one --psf per view")
+    if memory_mb is not None and chunk_shape is not None:
+        raise InputError("give --memory-mb or --chunk-shape, not both")
     protected = (*views, *transforms, *psfs)
     out = _check_out(out, _IMAGE_SUFFIXES, "--out", protected)
     png = _check_out(
@@ -329,6 +340,7 @@ def fuse_command(
         iterations=iterations,
         pixel_size_um=sizes if any(t.units == "um" for t in ts) else None,
         chunk_shape=tuple(int(c) for c in chunks) if chunks else None,
+        memory_mb=memory_mb,
         device=device,
     )
     axes_sizes = dict(zip(ref.axes, sizes, strict=True)) if sizes else None

@@ -62,8 +62,10 @@ def fuse(
 
     Parameters
     ----------
-    views : sequence of numpy.ndarray or dask.array.Array
-        2D or 3D images, all with the same number of dimensions.
+    views : sequence of numpy.ndarray, dask.array.Array or zarr.Array
+        2D or 3D images, all with the same number of dimensions. Zarr arrays
+        (e.g. opened from an OME-Zarr) are read lazily, as Dask arrays on
+        their own chunks: only the regions each chunk needs are read.
     transforms : sequence of Transform
         One per view, mapping the common frame to the view (as returned by
         ``register(reference, view)``); the first is usually the identity.
@@ -92,7 +94,9 @@ def fuse(
     memory_mb : float, optional
         Memory budget instead of ``chunk_shape``: the chunk (halo included)
         is the largest cube whose working set, :data:`BYTES_PER_VOXEL` of the
-        method per view and voxel, fits.
+        method per view and voxel, fits. With Dask/Zarr views and no ``out``,
+        the chunks of the lazy result are sized so (the budget then holds per
+        task; Dask runs several tasks at once).
     out : array, optional
         Preallocated float32 output (NumPy, memmap, Zarr) of the fused shape;
         with Dask views and no ``chunk_shape``, filled chunk by chunk on the
@@ -104,8 +108,8 @@ def fuse(
     Returns
     -------
     numpy.ndarray or dask.array.Array
-        float32 fused image (lazy when a view is a Dask array and ``out`` is
-        not given); 0 where no view sees a voxel.
+        float32 fused image (lazy when a view is a Dask or Zarr array and
+        ``out`` is not given); 0 where no view sees a voxel.
 
     Raises
     ------
@@ -202,6 +206,11 @@ def fuse(
 
     if chunk_shape is not None:
         chunks = chunk_shape
+    elif read_shape is not None:  # memory_mb: each task's read window (core + halo) fits it
+        chunks = tuple(
+            n if r >= n else max(1, r - 2 * d)
+            for r, d, n in zip(read_shape, depth, shape, strict=True)
+        )
     else:
         chunks = tuple(int(c) for c in next(v for v in views if is_dask(v)).chunksize)
     views = [v if is_dask(v) else da.from_array(v, chunks=chunks) for v in views]

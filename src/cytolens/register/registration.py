@@ -17,8 +17,15 @@
    fixed points map to the sampling grid of
    :func:`torch.nn.functional.grid_sample` through one small affine map per
    evaluation. Dask input is pooled chunk by chunk; only pooled levels are
-   held in memory (see ``max_voxels``). On the CPU torch runs on one thread
-   during the fit (a scoped, restored setting: :func:`_one_torch_thread`).
+   held in memory (see ``max_voxels``). During the fit torch (on the CPU, in
+   the calling thread) and the BLAS libraries of NumPy/SciPy (L-BFGS-B) run on
+   one thread (scoped, restored settings:
+   :func:`cytolens.core.devices.torch_threads` and
+   :func:`~cytolens.core.devices.blas_threads`): each step is a few small
+   operations, which threads only slow down on a busy machine (an L-BFGS-B
+   iteration on 3 parameters took 5 ms with 2 OpenBLAS threads on 2 loaded
+   cores, 0.1 ms with one; ``addmm`` on 32768 points 40 ms with 2 torch
+   threads, under 1 ms with one).
 3. Report: NCC before (start = ``initial`` or identity) and after, the
    iterations, and ``converged``. A fit that hits the iteration limit or
    lowers the NCC is flagged ``converged=False`` with a warning, never
@@ -29,10 +36,9 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -144,7 +150,7 @@ def register(
     ([3.0, -2.5], True)
     """
 
-    from cytolens.core.devices import resolve_device
+    from cytolens.core.devices import blas_threads, resolve_device, torch_threads
 
     if transform not in TRANSFORM_KINDS:
         raise InputError(f"transform must be one of {TRANSFORM_KINDS}, got {transform!r}")
@@ -176,7 +182,8 @@ def register(
     if int(max_iterations) < 1 or int(max_samples) < 64 or int(max_voxels) < 64:
         raise InputError("max_iterations must be >= 1, max_samples and max_voxels >= 64")
     dev = resolve_device(device)
-    with _one_torch_thread(dev):
+    scoped = torch_threads(1) if dev.type == "cpu" else nullcontext()
+    with scoped, blas_threads(1):
         return _register(
             f,
             m,
@@ -193,44 +200,6 @@ def register(
             phase_correlation,
             seed,
         )
-
-
-_THREADS_LOCK = threading.Lock()
-_THREADS_USERS = 0
-_THREADS_SAVED = 0
-
-
-@contextmanager
-def _one_torch_thread(dev: Any) -> Iterator[None]:
-    """Run torch on one CPU thread for the duration of a CPU registration, then restore.
-
-    Why: each NCC evaluation is a few element-wise ops on at most ``max_samples``
-    points; with 2 OpenMP threads on a busy 2-core machine every op waits for a
-    descheduled thread (``addmm`` on 32768 points measured 40 ms with 2 threads vs
-    under 1 ms with 1 under load). ``torch.set_num_threads`` is process-wide, so
-    concurrent calls share one override: the first caller in saves the previous
-    value and sets 1, the last one out restores it (a counter under a lock), and
-    the caller's setting is back when no registration runs. Other torch work in
-    the process during a registration runs on one thread too.
-    """
-    global _THREADS_USERS, _THREADS_SAVED
-    if dev.type != "cpu":
-        yield
-        return
-    import torch
-
-    with _THREADS_LOCK:
-        if _THREADS_USERS == 0:
-            _THREADS_SAVED = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _THREADS_USERS += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _THREADS_USERS -= 1
-            if _THREADS_USERS == 0:
-                torch.set_num_threads(_THREADS_SAVED)
 
 
 def _register(

@@ -54,8 +54,9 @@ def transform_image(
 
     Parameters
     ----------
-    image : numpy.ndarray or dask.array.Array
-        2D ``(Y, X)`` or 3D ``(Z, Y, X)`` moving image. Never modified.
+    image : numpy.ndarray, dask.array.Array or zarr.Array
+        2D ``(Y, X)`` or 3D ``(Z, Y, X)`` moving image. Never modified. A
+        Zarr array is read lazily (as a Dask array on its own chunks).
     transform : Transform
         From :func:`~cytolens.register.register` or built by hand, with the
         image's number of dimensions.
@@ -81,7 +82,8 @@ def transform_image(
     Returns
     -------
     numpy.ndarray or dask.array.Array
-        float32, shape ``reference_shape``; lazy for Dask input.
+        float32, shape ``reference_shape``; lazy for Dask or Zarr input
+        (unless ``out`` is given).
 
     Examples
     --------
