@@ -1,7 +1,7 @@
 """The pipeline runner against a plain Python loop: throughput, overhead, resume, streaming.
 
-Run: ``python benchmarks/pipeline.py [--n 96]`` (about 10 minutes on 2 CPU cores
-with the default 96 images; ``--n 532`` takes every DSB2018 image). Writes
+Run: ``python benchmarks/pipeline.py [--n 96]`` (about 6 minutes on 2 CPU cores
+with the default 96 images and 8 volumes; ``--n 532`` takes every DSB2018 image). Writes
 ``benchmarks/results/pipeline.json`` and ``pipeline.md``.
 
 Workloads: DSB2018 fluorescence images (``../shared/data/segmentation/dsb2018``)
