@@ -204,10 +204,12 @@ def test_local_dask_cluster_gives_the_same_results(images, tmp_path):
     )
 
 
-def test_local_workers_keep_glibc_malloc_thresholds():
-    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_, which made the torch steps 1.6x slower
+def test_local_workers_keep_glibc_malloc_thresholds(monkeypatch):
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_, which made the torch steps 1.6x slower; an
+    # earlier cluster's nanny leaves it in this process's environment (as set here)
     from cytolens.pipeline.runner import Executor
 
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     with Executor(1, 1, None, "auto") as executor:
         env = executor._client.run(lambda: dict(os.environ))
     (worker_env,) = env.values()

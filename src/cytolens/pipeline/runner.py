@@ -413,17 +413,24 @@ class Executor:
             # Dask's nannies set MALLOC_TRIM_THRESHOLD_ before spawning a worker; fixing
             # glibc's trim threshold also fixes its mmap threshold, so every large array
             # is mapped and faulted in afresh: the torch steps ran 1.6x slower in a worker
-            # (measured, benchmarks/pipeline.py). None keeps the variable out.
+            # (measured, benchmarks/pipeline.py). None keeps the variable out of the
+            # nanny's settings; a nanny of an earlier cluster leaves it in this process's
+            # environment, which workers inherit, so it is out of that too meanwhile.
             key = "distributed.nanny.pre-spawn-environ"
             environ = {**dask.config.get(key, {}), "MALLOC_TRIM_THRESHOLD_": None}
-            with dask.config.set({key: environ}):
-                self._cluster = LocalCluster(
-                    n_workers=self.workers,
-                    threads_per_worker=self.threads,
-                    processes=True,
-                    memory_limit=self.memory_limit,
-                    dashboard_address=None,
-                )
+            inherited = os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+            try:
+                with dask.config.set({key: environ}):
+                    self._cluster = LocalCluster(
+                        n_workers=self.workers,
+                        threads_per_worker=self.threads,
+                        processes=True,
+                        memory_limit=self.memory_limit,
+                        dashboard_address=None,
+                    )
+            finally:
+                if inherited is not None:
+                    os.environ["MALLOC_TRIM_THRESHOLD_"] = inherited
             self._client = Client(self._cluster)
         return self
 
