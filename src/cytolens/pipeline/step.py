@@ -22,7 +22,10 @@ from pydantic import BaseModel, ConfigDict
 
 from cytolens.core.image import Image
 
-__all__ = ["Item", "Step", "StepParams"]
+__all__ = ["NOTES_SEPARATOR", "Item", "Step", "StepParams"]
+
+#: How a step joins several notes (warnings) into one column of its row.
+NOTES_SEPARATOR = " | "
 
 
 class StepParams(BaseModel):

@@ -384,6 +384,7 @@ def denoise_command(
     from cytolens.models import load
     from cytolens.models.applicability import OutOfDomainWarning
     from cytolens.pipeline import Item, make_step
+    from cytolens.pipeline.step import NOTES_SEPARATOR
     from cytolens.report import image_panel, save_figure
     from cytolens.restore.chunked_files import preview
 
@@ -418,7 +419,7 @@ def denoise_command(
             step.run(item)
         result = item.images["denoised"].data
         if item.row["warning"]:
-            for message in item.row["warning"].split(" | "):
+            for message in item.row["warning"].split(NOTES_SEPARATOR):
                 console.print(f"[yellow]warning:[/] {message}")
         name = names[path]
         tif, png = out / f"{name}_denoised.tif", out / f"{name}_before_after.png"

@@ -15,7 +15,7 @@ from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 from cytolens.core.errors import InputError
 from cytolens.core.image import Image
 from cytolens.core.validate import is_dask
-from cytolens.pipeline.step import Item, Step, StepParams
+from cytolens.pipeline.step import NOTES_SEPARATOR, Item, Step, StepParams
 
 __all__ = ["Deconvolve", "DeconvolveParams", "Denoise", "TheoreticalPSF"]
 
@@ -444,8 +444,9 @@ class Denoise(Step):
     """Denoise the item's image with a learned model; it replaces the image and is written.
 
     The row gets the input's applicability (``ood_score``, ``domain_percentile``,
-    ``in_domain``) and ``warning`` (the model's notes on the input, ``" | "``
-    joined, empty when none); an out-of-domain input also warns.
+    ``in_domain``) and ``warning`` (the model's notes on the input, joined by
+    :data:`~cytolens.pipeline.step.NOTES_SEPARATOR`, empty when none); an
+    out-of-domain input also warns.
 
     Examples
     --------
@@ -487,4 +488,4 @@ class Denoise(Step):
         item.row.update(
             {k: info[k] for k in ("ood_score", "domain_percentile", "in_domain") if k in info}
         )
-        item.row["warning"] = " | ".join(info["warnings"])
+        item.row["warning"] = NOTES_SEPARATOR.join(info["warnings"])

@@ -126,10 +126,10 @@ def cells_command(
     from cytolens.core.summary import strict_json
     from cytolens.io import find_images, imread, imwrite, output_stems
     from cytolens.pipeline import Item, make_step
+    from cytolens.pipeline.step import NOTES_SEPARATOR
     from cytolens.report import overlay_outlines
     from cytolens.segment.classical import pixel_size_scalar
     from cytolens.segment.cli import _display_plane, _write_all
-    from cytolens.segment.steps import NOTES_SEPARATOR
 
     if axes is not None:
         try:

@@ -9,13 +9,10 @@ from pydantic import Field, model_validator
 
 from cytolens.core.errors import InputError
 from cytolens.core.image import Image
-from cytolens.pipeline.step import Item, Step, StepParams, model_provenance
+from cytolens.pipeline.step import NOTES_SEPARATOR, Item, Step, StepParams, model_provenance
 from cytolens.segment.model import DEFAULT_MODEL
 
 __all__ = ["Measure", "SegmentCells", "SegmentNuclei"]
-
-#: How ``segment.cells`` joins its notes in the row's ``cell_notes`` column.
-NOTES_SEPARATOR = " | "
 
 
 class SegmentNucleiParams(StepParams):
